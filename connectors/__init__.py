@@ -1,0 +1,1 @@
+"""Connectors page records out of ITSM sources; they never compute or store anything."""

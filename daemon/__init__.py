@@ -1,0 +1,1 @@
+"""The daemon runs the pipeline: scheduling, syncing, the database and the ``itbsc`` CLI."""

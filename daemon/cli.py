@@ -1,0 +1,346 @@
+"""The ``itbsc`` command line. Exit codes: 0 ok, 1 a sync failed, 2 bad configuration or usage, 3 database error."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from daemon import db, report, store
+from daemon.compute import compute
+from daemon.logconfig import configure, register_secrets
+from daemon.settings import Config, ConfigError, find_config, load_config
+from daemon.sync import Mode, SyncSummary, resync
+from mapping.periods import GRAINS, date_range, periods_between
+
+EXIT_SYNC_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3
+
+app = typer.Typer(
+    name="itbsc",
+    help="IT Balanced Scorecard from ServiceNow and Jira Service Management records.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+# Off a terminal rich would wrap at 80 columns; scorecards read better wider.
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class _State:
+    config_path: Path | None = None
+
+
+state = _State()
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Service config; default $ITBSC_CONFIG, then ./itbsc.toml."),
+]
+
+
+@app.callback()
+def _main(
+    config: ConfigOption = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_json: Annotated[bool | None, typer.Option("--log-json/--log-console", help="Default: JSON unless stderr is a terminal.")] = None,
+) -> None:
+    state.config_path = config
+    configure(log_level, json=log_json)
+
+
+def _load(*, sources: bool = True) -> Config:
+    """Load the config; ``sources=False`` for commands that only read the database."""
+    path = find_config(state.config_path)
+    try:
+        config = load_config(path, need_source_secrets=sources)
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration invalid[/] ({len(exc.problems)} problem(s)):", highlight=False)
+        for line in exc.problems:
+            err.print(f"  {line}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    register_secrets(config.secret_values())
+    return config
+
+
+def _engine(config: Config) -> Engine:
+    """Open the database and apply pending migrations (the schema is always at head)."""
+    try:
+        engine = db.create_db_engine(config.database_url)
+        db.upgrade(engine)
+    except SQLAlchemyError as exc:
+        err.print(f"[bold red]database error[/] ({config.database_url.render_as_string(hide_password=True)}): {type(exc).__name__}: {_first_line(exc)}", highlight=False)
+        raise typer.Exit(EXIT_DATABASE) from None
+    return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+
+
+@app.command("check-config")
+def check_config() -> None:
+    """Validate the configuration and every file it names, without touching the database."""
+    config = _load()
+    sources = ", ".join(f"{n} ({s.kind}: {', '.join(s.streams)})" for n, s in config.settings.sources.items())
+    out.print(f"configuration OK: {config.path}", highlight=False)
+    out.print(f"  sources: {sources or 'none'}", highlight=False)
+    out.print(f"  metrics: {len(config.catalogue.metric)}; scorecard measures: {len(config.scorecard.metric_ids())}", highlight=False)
+
+
+@app.command("resync")
+def resync_command(
+    sources: Annotated[list[str] | None, typer.Argument(help="Source names from the config; default all.")] = None,
+    stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Re-read everything, ignoring the cursor.")] = False,
+    since: Annotated[str | None, typer.Option(help="Re-read records updated since this ISO time (UTC if no offset); the cursor stays.")] = None,
+    output: Annotated[Format, typer.Option("--format", help="table: a line per stream; json: a summary for scripts.")] = Format.table,
+) -> None:
+    """Sync sources now (the same code path the scheduler runs)."""
+    config = _load()
+    names = sources or list(config.settings.sources)
+    unknown = [n for n in names if n not in config.settings.sources]
+    if unknown:
+        err.print(f"unknown source(s): {', '.join(unknown)}; configured: {', '.join(config.settings.sources)}")
+        raise typer.Exit(EXIT_CONFIG)
+    if full and since:
+        err.print("--full and --since exclude each other")
+        raise typer.Exit(EXIT_CONFIG)
+    since_at = _parse_since(since) if since else None
+    mode: Mode = "full" if full else ("since" if since_at else "incremental")
+    engine = _engine(config)
+    summary = resync(engine, config, sources=names, stream=stream, mode=mode, since=since_at)
+    _print_summary(summary, output)
+    if not summary.ok:
+        raise typer.Exit(EXIT_SYNC_FAILED)
+
+
+def _parse_since(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        err.print(f"--since {text!r} is not an ISO date or date-time (2026-11-01 or 2026-11-01T08:00:00+01:00)")
+        raise typer.Exit(EXIT_CONFIG) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _print_summary(summary: SyncSummary, output: Format) -> None:
+    if output == Format.json:
+        out.print_json(
+            data={
+                "ok": summary.ok,
+                "metric_values": summary.metric_values,
+                "streams": [
+                    {
+                        "source": r.source,
+                        "stream": r.stream,
+                        "run_id": r.run_id,
+                        "mode": r.mode,
+                        "outcome": r.outcome,
+                        "pages": r.pages,
+                        "fetched": r.fetched,
+                        "written": r.written,
+                        "skipped": dict(r.skipped),
+                        "seconds": round(r.seconds, 3),
+                        "error": r.error,
+                    }
+                    for r in summary.streams
+                ],
+            }
+        )
+        return
+    for r in summary.streams:
+        line = f"{r.source}/{r.stream}: {r.outcome} — {r.fetched} fetched, {r.written} written in {r.pages} page(s), {r.seconds:.1f}s"
+        if r.skipped:
+            line += f", {sum(r.skipped.values())} skipped ({', '.join(f'{k}: {v}' for k, v in r.skipped.most_common(3))})"
+        out.print(line, highlight=False)
+        if r.error:
+            err.print(f"  error: {r.error}", highlight=False, markup=False)
+    out.print(f"metric values recomputed: {summary.metric_values}", highlight=False)
+
+
+@app.command("recompute")
+def recompute_command() -> None:
+    """Re-apply the current mappings to stored raw records and restate every metric (no refetch)."""
+    from daemon.remap import remap
+
+    config = _load()
+    mapped, skipped, values = remap(_engine(config), config)
+    out.print(f"re-mapped {mapped} record(s), skipped {sum(skipped.values())}; metric values: {values}", highlight=False)
+    for reason, count in skipped.most_common(10):
+        out.print(f"  skipped {count}: {reason}", highlight=False, markup=False)
+
+
+@app.command("status")
+def status_command(
+    output: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Per source and stream: last success, last run and its outcome, cursor, records stored."""
+    config = _load(sources=False)
+    rows = _status_rows(_engine(config), config)
+    if output == Format.json:
+        out.print_json(data={"streams": rows})
+        return
+    table = Table("source", "stream", "last success (UTC)", "last run", "records", "cursor")
+    for row in rows:
+        last = row["last_run"]
+        run = f"{last['outcome']} {last['started_at'][:16]}" if last else "never"
+        table.add_row(row["source"], row["stream"], (row["last_success_at"] or "never")[:19], run, str(row["records"]), json.dumps(row["cursor"]) if row["cursor"] else "—")
+        if last and last["error"]:
+            table.add_row("", "", "", f"[red]{last['error'][:120]}[/]", "", "")
+    out.print(table)
+
+
+def _status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
+    st, run, raw = store.state_table, store.run_table, store.raw_table
+    rows = []
+    with engine.connect() as conn:
+        for name, source in config.settings.sources.items():
+            for stream in source.streams:
+                sync_state = conn.execute(select(st).where(st.c.source == name, st.c.stream == stream)).first()
+                last = conn.execute(
+                    select(run).where(run.c.source == name, run.c.stream == stream).order_by(run.c.started_at.desc()).limit(1)
+                ).first()
+                count = conn.execute(
+                    select(func.count()).select_from(raw).where(raw.c.source == name, raw.c.stream == stream, raw.c.deleted_at.is_(None))
+                ).scalar_one()
+                rows.append(
+                    {
+                        "source": name,
+                        "stream": stream,
+                        "kind": source.kind,
+                        "last_success_at": sync_state.last_success_at.isoformat() if sync_state and sync_state.last_success_at else None,
+                        "cursor": sync_state.cursor if sync_state else None,
+                        "records": count,
+                        "last_run": {
+                            "id": last.id,
+                            "outcome": last.outcome,
+                            "started_at": last.started_at.isoformat(),
+                            "finished_at": last.finished_at.isoformat() if last.finished_at else None,
+                            "fetched": last.records_fetched,
+                            "written": last.records_written,
+                            "skipped": last.records_skipped,
+                            "error": last.error,
+                        }
+                        if last
+                        else None,
+                    }
+                )
+    return rows
+
+
+@app.command("scorecard")
+def scorecard_command(
+    period: Annotated[str | None, typer.Option(help="2026-10, 2026-Q3, 2026-W40, 2026, 2026-10-05 or FIRST..LAST; default the last complete month.")] = None,
+    output: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """The scorecard of one period: four perspectives, objectives, measures, status, trend."""
+    config = _load(sources=False)
+    try:
+        chosen = report.resolve_period(config, period)
+    except ValueError as exc:
+        err.print(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
+    result = report.build_scorecard(_engine(config), config, chosen)
+    if output == Format.json:
+        out.print_json(data=report.scorecard_json(result))
+    else:
+        report.render_scorecard(result, out)
+
+
+@app.command("metrics")
+def metrics_command(
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metric id (repeatable); default all.")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="First day (reporting time zone), YYYY-MM-DD.")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last day, included.")] = None,
+    grain: Annotated[str | None, typer.Option(help=f"One of {', '.join(GRAINS)}; with --from/--to, per period of this grain.")] = None,
+    dimension: Annotated[str | None, typer.Option(help="'all' or e.g. 'priority=P1'; default every dimension.")] = None,
+    output: Annotated[Format, typer.Option("--format")] = Format.json,
+) -> None:
+    """Metric values as JSON objects (metric, grain, period, dimension, value, numerator, denominator, n)."""
+    config = _load(sources=False)
+    known = config.catalogue.by_id()
+    wanted = metric or list(known)
+    bad = [m for m in wanted if m not in known]
+    if bad or (grain and grain not in GRAINS) or (bool(date_from) != bool(date_to)):
+        err.print(
+            (f"unknown metric(s): {', '.join(bad)} (known: {', '.join(known)}). " if bad else "")
+            + (f"grain must be one of {', '.join(GRAINS)}. " if grain and grain not in GRAINS else "")
+            + ("--from and --to go together." if bool(date_from) != bool(date_to) else "")
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    engine = _engine(config)
+    if date_from and date_to:
+        try:
+            window = date_range(date.fromisoformat(date_from), date.fromisoformat(date_to), config.zone)
+        except ValueError as exc:
+            err.print(f"--from/--to: {exc}")
+            raise typer.Exit(EXIT_CONFIG) from None
+        periods = periods_between(window.start, window.end, grain, config.zone) if grain else [window]  # type: ignore[arg-type]
+        with engine.connect() as conn:
+            values = compute(conn, config, {m: periods for m in wanted})
+        objects = [report.metric_value_json(v) for v in values if dimension is None or v.dimension == dimension]
+    else:
+        with engine.connect() as conn:
+            objects = [report.metric_value_json(r) for r in store.read_metric_values(conn, metrics=wanted, grain=grain, dimension=dimension)]
+    if output == Format.json:
+        sys.stdout.write(json.dumps(objects, indent=2) + "\n")
+        return
+    table = Table("metric", "grain", "period", "dimension", "value", "numerator", "denominator", "n")
+    for o in objects:
+        table.add_row(o["metric"], o["grain"], o["period"], o["dimension"], _num(o["value"]), _num(o["numerator"]), _num(o["denominator"]), str(o["n"]))
+    out.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+@app.command("demo")
+def demo_command(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo config and database go.")] = Path("demo"),
+    count: Annotated[int, typer.Option(help="Incidents in the generated year.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 42,
+) -> None:
+    """Start a sandbox ServiceNow with a seeded year of incidents, sync it and print the scorecard."""
+    from daemon.demo import start_sandbox, write_demo_config
+
+    with start_sandbox(count, seed) as sandbox:
+        state.config_path = write_demo_config(directory, sandbox.url)
+        out.print(f"sandbox ServiceNow at {sandbox.url} with {count} incidents; config {state.config_path}", highlight=False)
+        config = _load()
+        engine = _engine(config)
+        summary = resync(engine, config, mode="full")
+        _print_summary(summary, Format.table)
+        if not summary.ok:
+            raise typer.Exit(EXIT_SYNC_FAILED)
+    out.print()
+    report.render_scorecard(report.build_scorecard(engine, config, report.resolve_period(config, None)), out)
+    out.print(f"\nTry: itbsc --config {state.config_path} metrics --metric I1 --grain month --format table", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (also done automatically by every command that opens the database)."""
+    config = _load(sources=False)
+    _engine(config)
+    out.print("database schema is at head", highlight=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,63 @@
+"""``itbsc demo``: a sandbox ServiceNow with a seeded year of incidents, synced and scored end to end."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from daemon.defaults import config_dir
+from sandbox.generator import generate
+from sandbox.servicenow import RunningSandbox, ServiceNowInstance, serve
+
+DEMO_USER = "itbsc-demo"
+DEMO_PASSWORD_ENV = "ITBSC_DEMO_PASSWORD"
+SHIPPED = ("metrics.toml", "scorecard.toml", "mappings/servicenow.toml")
+
+DEMO_CONFIG = """\
+# Written by `itbsc demo`; points at the sandbox ServiceNow it started.
+[database]
+url = "sqlite:///itbsc.db"
+
+[reporting]
+timezone = "Europe/Amsterdam"
+
+[sources.sandbox-snow]
+kind = "servicenow"
+url = "{url}"
+username = "{user}"
+password_env = "{password_env}"
+streams = ["incident"]
+mapping = "mappings/servicenow.toml"
+schedule = "*/15 * * * *"
+page_size = 500
+
+[scorecard]
+file = "scorecard.toml"
+catalogue = "metrics.toml"
+"""
+
+
+def start_sandbox(count: int, seed: int) -> RunningSandbox:
+    """Serve a generated dataset; the password is random and lives only in this process's env."""
+    password = secrets.token_urlsafe(16)
+    os.environ[DEMO_PASSWORD_ENV] = password
+    instance = ServiceNowInstance(users={DEMO_USER: password})
+    instance.load(generate(count, seed=seed))
+    return serve(instance)
+
+
+def write_demo_config(directory: Path, url: str) -> Path:
+    """Copy the shipped TOML into ``directory`` and write an itbsc.toml for the sandbox."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("itbsc.db", "itbsc.db-wal", "itbsc.db-shm"):
+        (directory / name).unlink(missing_ok=True)  # the sandbox data is new on every run
+    shipped = config_dir()
+    for name in SHIPPED:
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shipped / name, target)
+    path = directory / "itbsc.toml"
+    path.write_text(DEMO_CONFIG.format(url=url, user=DEMO_USER, password_env=DEMO_PASSWORD_ENV), encoding="utf-8")
+    return path

@@ -1,0 +1,167 @@
+"""SQLAlchemy models of everything itbsc stores. Changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Table,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mapping.model import INCIDENT, KindSchema
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class RawRecord(Base):
+    """What a source returned, kept so a mapping change can be re-applied without refetching."""
+
+    __tablename__ = "raw_record"
+    __table_args__ = (UniqueConstraint("source", "stream", "source_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(100))
+    stream: Mapped[str] = mapped_column(String(100))
+    source_id: Mapped[str] = mapped_column(String(200))
+    source_updated_at: Mapped[datetime]
+    payload: Mapped[str] = mapped_column(Text)
+    fetched_at: Mapped[datetime]
+    run_id: Mapped[str] = mapped_column(String(36))
+    deleted_at: Mapped[datetime | None]
+
+
+def canonical_table(schema: KindSchema, metadata: MetaData) -> Table:
+    """The ``itil_<kind>`` table, generated from the canonical schema so the two cannot drift.
+
+    Canonical rows are only ever written by Core upserts and read as plain rows,
+    so they need no ORM class.
+    """
+    types: dict[str, Any] = {
+        "str": String(255),
+        "code": String(100),
+        "int": Integer(),
+        "bool": Boolean(),
+        "datetime": UTCDateTime(),
+    }
+    name = f"itil_{schema.name}"
+    return Table(
+        name,
+        metadata,
+        Column("id", BigId, primary_key=True, autoincrement=True),
+        Column("source", String(100), nullable=False),
+        Column("source_id", String(200), nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+        Column("mapping_version", String(100), nullable=False),
+        Column("deleted_at", UTCDateTime(), nullable=True),
+        *(Column(col, types[schema.type_of(col) or "str"], nullable=True) for col in schema.columns()),
+        UniqueConstraint("source", "source_id"),
+    )
+
+
+itil_incident = canonical_table(INCIDENT, Base.metadata)
+Index("ix_itil_incident_resolved_at", itil_incident.c.resolved_at)
+Index("ix_itil_incident_opened_at", itil_incident.c.opened_at)
+CANONICAL_TABLES: dict[str, Table] = {INCIDENT.name: itil_incident}
+
+
+class SyncState(Base):
+    """Where each (source, stream) resumes; never ahead of committed data."""
+
+    __tablename__ = "sync_state"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cursor: Mapped[dict[str, Any] | None]
+    last_run_id: Mapped[str | None] = mapped_column(String(36))
+    last_success_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class SyncRun(Base):
+    """Audit of every sync of one stream: when, how, what it wrote, how it ended."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (Index("ix_sync_run_source_stream_started", "source", "stream", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    stream: Mapped[str] = mapped_column(String(100))
+    mode: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(20))
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    records_fetched: Mapped[int] = mapped_column(Integer, default=0)
+    records_written: Mapped[int] = mapped_column(Integer, default=0)
+    records_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class MetricValueRow(Base):
+    """One metric value: per metric, grain, period start and dimension, with its provenance."""
+
+    __tablename__ = "metric_value"
+    __table_args__ = (UniqueConstraint("metric", "grain", "period_start", "dimension"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    metric: Mapped[str] = mapped_column(String(50))
+    grain: Mapped[str] = mapped_column(String(10))
+    period: Mapped[str] = mapped_column(String(30))
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    dimension: Mapped[str] = mapped_column(String(300))
+    value: Mapped[float | None] = mapped_column(Float)
+    numerator: Mapped[float | None] = mapped_column(Float)
+    denominator: Mapped[float | None] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    exclusions: Mapped[dict[str, Any]]
+    mapping_version: Mapped[str] = mapped_column(String(300))
+    computed_at: Mapped[datetime]

@@ -1,0 +1,224 @@
+"""Assembling the scorecard of a period from stored metric values, and rendering it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import Connection, Engine, select
+
+from daemon import store
+from daemon.compute import compute
+from daemon.settings import Config
+from mapping.metrics import ALL, MetricValue
+from mapping.periods import Period, parse_period, period_containing, previous_period
+from mapping.scorecard import Reading, ScorecardResult, evaluate_scorecard
+
+STATUS_STYLE = {"green": ("●", "green", "OK"), "amber": ("◐", "yellow", "WARN"), "red": ("○", "red", "MISS"), "grey": ("·", "bright_black", "NO DATA")}
+TREND = {"up": "↑", "down": "↓", "flat": "→", "none": " "}
+
+
+@dataclass
+class Freshness:
+    source: str
+    stream: str
+    last_success_at: datetime | None
+
+
+@dataclass
+class ScorecardReport:
+    period: Period
+    previous: Period
+    result: ScorecardResult
+    freshness: list[Freshness]
+
+
+def default_period(config: Config, now: datetime) -> Period:
+    """The last complete month in the reporting time zone."""
+    return previous_period(period_containing(now, "month", config.zone), config.zone)
+
+
+def resolve_period(config: Config, text: str | None) -> Period:
+    return parse_period(text, config.zone) if text else default_period(config, store.now())
+
+
+def readings(conn: Connection, config: Config, period: Period) -> dict[str, Reading]:
+    """Each scorecard metric's 'all' value in ``period``: stored when the grain is kept, else computed."""
+    wanted = set(config.scorecard.metric_ids())
+    stored = {
+        row["metric"]: Reading(row["value"], row["n"])
+        for row in store.read_metric_values(
+            conn, metrics=sorted(wanted), grain=period.grain, start=period.start, end=period.end, dimension=ALL
+        )
+        if row["period_start"] == period.start
+    }
+    missing = sorted(wanted - set(stored))
+    if missing:
+        values = compute(conn, config, {m: [period] for m in missing})
+        stored.update({v.metric: Reading(v.value, v.n) for v in values if v.dimension == ALL})
+    return stored
+
+
+def build_scorecard(engine: Engine, config: Config, period: Period) -> ScorecardReport:
+    before = previous_period(period, config.zone)
+    with engine.connect() as conn:
+        current, previous = readings(conn, config, period), readings(conn, config, before)
+        freshness = [
+            Freshness(r.source, r.stream, r.last_success_at)
+            for r in conn.execute(select(store.state_table).order_by(store.state_table.c.source))
+        ]
+    result = evaluate_scorecard(config.scorecard, config.catalogue, current, previous)
+    return ScorecardReport(period, before, result, freshness)
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1f} %" if unit == "%" else f"{value:,.1f} {unit}".strip()
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+def scorecard_json(report: ScorecardReport) -> dict[str, Any]:
+    """The documented JSON shape of ``itbsc scorecard --format json``."""
+    r = report.result
+    return {
+        "title": r.spec.title,
+        "period": report.period.label,
+        "period_start": report.period.start.isoformat(),
+        "period_end": report.period.end.isoformat(),
+        "previous_period": report.previous.label,
+        "score": r.score,
+        "notes": r.notes,
+        "perspectives": [
+            {
+                "id": p.spec.id,
+                "name": p.spec.name,
+                "score": p.score,
+                "objectives": [
+                    {
+                        "id": o.spec.id,
+                        "name": o.spec.name,
+                        "score": o.score,
+                        "measures": [
+                            {
+                                "metric": m.metric.id,
+                                "name": m.metric.name,
+                                "unit": m.metric.unit,
+                                "direction": m.metric.direction,
+                                "value": m.value,
+                                "n": m.n,
+                                "target": m.spec.target,
+                                "amber": m.spec.amber,
+                                "status": m.status,
+                                "score": m.score,
+                                "previous": m.previous,
+                                "trend": m.trend,
+                                "better": m.better,
+                            }
+                            for m in o.measures
+                        ],
+                    }
+                    for o in p.objectives
+                ],
+            }
+            for p in r.perspectives
+        ],
+        "freshness": [
+            {
+                "source": f.source,
+                "stream": f.stream,
+                "last_success_at": f.last_success_at.isoformat() if f.last_success_at else None,
+            }
+            for f in report.freshness
+        ],
+    }
+
+
+def render_scorecard(report: ScorecardReport, console: Console) -> None:
+    r = report.result
+    console.print(
+        Text(f"{r.spec.title} — {report.period.label}", style="bold"),
+        Text(f"  overall score {_score(r.score)}/100  (trend vs {report.previous.label})"),
+    )
+    table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False)
+    for column, justify in (("Perspective / objective / metric", "left"), ("Value", "right"), ("Target", "right"), ("Status", "left"), ("Trend", "center"), ("n", "right"), ("Score", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for p in r.perspectives:
+        table.add_row(Text(p.spec.name.upper(), style="bold cyan"), "", "", "", "", "", Text(_score(p.score), style="bold"))
+        for o in p.objectives:
+            table.add_row(Text(f"  {o.spec.name}", style="italic"), "", "", "", "", "", _score(o.score))
+            if not o.measures:
+                table.add_row(Text("    (no metric defined yet)", style="bright_black"), "", "", _status("grey"), "", "", "—")
+            for m in o.measures:
+                arrow = TREND[m.trend]
+                style = "green" if m.better else ("red" if m.better is False else "")
+                op = "≥" if m.metric.direction == "higher" else "≤"
+                table.add_row(
+                    f"    {m.metric.id} {m.metric.name}",
+                    _fmt(m.value, m.metric.unit),
+                    f"{op} {_fmt(m.spec.target, m.metric.unit)}",
+                    _status(m.status),
+                    Text(arrow, style=style),
+                    str(m.n),
+                    _score(m.score),
+                )
+    console.print(table)
+    for note in r.notes:
+        console.print(Text(f"note: {note}", style="bright_black"))
+    console.print(_freshness_line(report.freshness))
+
+
+def _status(status: str) -> Text:
+    symbol, style, word = STATUS_STYLE[status]
+    return Text(f"{symbol} {word}", style=style)
+
+
+def _freshness_line(freshness: list[Freshness]) -> Text:
+    if not freshness:
+        return Text("data: never synced — run `itbsc resync`", style="yellow")
+    parts = [
+        f"{f.source}/{f.stream} {f.last_success_at:%Y-%m-%d %H:%M} UTC" if f.last_success_at else f"{f.source}/{f.stream} never succeeded"
+        for f in freshness
+    ]
+    return Text("last successful sync: " + ", ".join(parts), style="bright_black")
+
+
+def metric_value_json(row: Mapping[str, Any] | MetricValue) -> dict[str, Any]:
+    """The documented JSON object of one metric value (``itbsc metrics``)."""
+    if isinstance(row, MetricValue):
+        return {
+            "metric": row.metric,
+            "grain": row.period.grain,
+            "period": row.period.label,
+            "period_start": row.period.start.isoformat(),
+            "period_end": row.period.end.isoformat(),
+            "dimension": row.dimension,
+            "value": row.value,
+            "numerator": row.numerator,
+            "denominator": row.denominator,
+            "n": row.n,
+            "exclusions": row.exclusions,
+        }
+    return {
+        "metric": row["metric"],
+        "grain": row["grain"],
+        "period": row["period"],
+        "period_start": row["period_start"].isoformat(),
+        "period_end": row["period_end"].isoformat(),
+        "dimension": row["dimension"],
+        "value": row["value"],
+        "numerator": row["numerator"],
+        "denominator": row["denominator"],
+        "n": row["n"],
+        "exclusions": row["exclusions"],
+        "mapping_version": row["mapping_version"],
+        "computed_at": row["computed_at"].isoformat(),
+    }

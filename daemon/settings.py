@@ -1,0 +1,346 @@
+"""The service configuration (``itbsc.toml``): parsed, validated, cross-checked, secrets resolved.
+
+Every problem in the file and in the files it names is collected and
+reported at once, each with file and key, before anything touches the
+database. Secrets are read only from the environment or a named file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from connectors.base import ConnectionParams, Secret
+from connectors.registry import source_class
+from mapping.catalogue import Catalogue, load_catalogue
+from mapping.errors import SpecError
+from mapping.scorecard import ScorecardSpec, load_scorecard
+from mapping.spec import MappingSpec, load_mapping
+from mapping.tomlfile import read_toml, validation_problems
+
+CONFIG_ENV = "ITBSC_CONFIG"
+DEFAULT_CONFIG = "itbsc.toml"
+SECRET_KEYS = ("password", "token", "api_token", "client_secret", "secret")
+
+
+class ConfigError(Exception):
+    """All problems of a configuration, one line each: ``file: key: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Strict):
+    url: str = "sqlite:///itbsc.db"
+    password_env: str | None = None
+    password_file: str | None = None
+
+
+class ReportingSettings(_Strict):
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Amsterdam)") from None
+        return value
+
+
+class SourceSettings(_Strict):
+    kind: str
+    url: str
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    streams: list[str] = Field(min_length=1)
+    mapping: str
+    schedule: str | None = None
+    page_size: int = Field(default=1000, ge=1, le=10000)
+    timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    max_retries: int = Field(default=5, ge=0, le=20)
+    verify_tls: bool = True
+
+
+class ScorecardSettings(_Strict):
+    file: str = "scorecard.toml"
+    catalogue: str = "metrics.toml"
+
+
+class Settings(_Strict):
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
+
+
+@dataclass
+class Config:
+    """A loaded, checked configuration with everything it names already read."""
+
+    path: Path
+    settings: Settings
+    database_url: URL
+    zone: ZoneInfo
+    mappings: dict[str, MappingSpec]
+    catalogue: Catalogue
+    scorecard: ScorecardSpec
+    secrets: dict[str, Secret] = field(default_factory=dict)
+
+    def connection(self, name: str) -> ConnectionParams:
+        source = self.settings.sources[name]
+        return ConnectionParams(
+            name=name,
+            url=source.url.rstrip("/"),
+            username=source.username,
+            password=self.secrets.get(name),
+            page_size=source.page_size,
+            timeout_seconds=source.timeout_seconds,
+            verify_tls=source.verify_tls,
+            max_retries=source.max_retries,
+        )
+
+    def secret_values(self) -> list[str]:
+        """Every secret in play, for the log redactor."""
+        values = [s.reveal() for s in self.secrets.values()]
+        if self.database_url.password:
+            values.append(str(self.database_url.password))
+        return [v for v in values if v]
+
+
+def find_config(explicit: Path | None, env: Mapping[str, str] = os.environ) -> Path:
+    """``--config`` first, then ``$ITBSC_CONFIG``, then ``./itbsc.toml``."""
+    if explicit is not None:
+        return explicit
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    return Path(DEFAULT_CONFIG)
+
+
+class _Problems:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, key: str, message: str, path: Path | str | None = None) -> None:
+        self.lines.append(f"{path or self.path}: {key or '(file)'}: {message}")
+
+    def spec_error(self, error: SpecError) -> None:
+        for key, message in error.problems:
+            self.add(key, message, error.path)
+
+
+def load_config(path: Path, env: Mapping[str, str] = os.environ, *, need_source_secrets: bool = True) -> Config:
+    """Read and check ``path`` and everything it names; raise ConfigError with every problem.
+
+    Commands that never contact a source (scorecard, metrics, status) pass
+    ``need_source_secrets=False``, so a reporting host needs no source password.
+    """
+    problems = _Problems(path)
+    try:
+        data = read_toml(path)
+    except SpecError as exc:
+        problems.spec_error(exc)
+        raise ConfigError(problems.lines) from None
+    _plaintext_secrets(data, problems)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        for key, message in validation_problems(exc):
+            if not any(key.endswith(f".{s}") for s in SECRET_KEYS):
+                problems.add(key, message)
+        raise ConfigError(problems.lines) from None
+    base = path.parent
+    database_url = _database_url(settings.database, base, env, problems)
+    secrets = {
+        name: secret
+        for name, source in settings.sources.items()
+        if (secret := _source_checks(name, source, base, env, problems, need_source_secrets)) is not None
+    }
+    mappings = _load_mappings(settings, base, problems)
+    catalogue, scorecard = _load_scorecard(settings.scorecard, base, problems)
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    assert database_url is not None and catalogue is not None and scorecard is not None
+    return Config(
+        path=path,
+        settings=settings,
+        database_url=database_url,
+        zone=ZoneInfo(settings.reporting.timezone),
+        mappings=mappings,
+        catalogue=catalogue,
+        scorecard=scorecard,
+        secrets=secrets,
+    )
+
+
+def _plaintext_secrets(data: Mapping[str, Any], problems: _Problems) -> None:
+    """A password written into the TOML is refused, and its value is never echoed."""
+    sections: list[tuple[str, Any]] = [("database", data.get("database"))]
+    sources = data.get("sources")
+    if isinstance(sources, dict):
+        sections += [(f"sources.{n}", s) for n, s in sources.items()]
+    for prefix, section in sections:
+        if not isinstance(section, dict):
+            continue
+        for key in SECRET_KEYS:
+            if key in section:
+                problems.add(
+                    f"{prefix}.{key}",
+                    "secrets are not read from the TOML; name an environment variable "
+                    f"({key}_env) or a file ({key}_file) instead",
+                )
+
+
+def _read_secret(
+    key: str, env_name: str | None, file_name: str | None, base: Path, env: Mapping[str, str], problems: _Problems
+) -> Secret | None:
+    if env_name and file_name:
+        problems.add(key, "give password_env or password_file, not both")
+        return None
+    if env_name:
+        value = env.get(env_name)
+        if not value:
+            problems.add(f"{key}_env", f"environment variable {env_name} is not set or empty")
+            return None
+        return Secret(value)
+    if file_name:
+        secret_path = base / file_name
+        try:
+            value = secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            problems.add(f"{key}_file", f"cannot read {secret_path}: {exc.strerror}")
+            return None
+        if not value:
+            problems.add(f"{key}_file", f"{secret_path} is empty")
+            return None
+        return Secret(value)
+    return None
+
+
+def _database_url(db: DatabaseSettings, base: Path, env: Mapping[str, str], problems: _Problems) -> URL | None:
+    try:
+        url = make_url(db.url)
+    except ArgumentError:
+        problems.add("database.url", "not a database URL (sqlite:///file.db or postgresql+psycopg://user@host/db)")
+        return None
+    if url.password:
+        problems.add("database.url", "the URL holds a password; use database.password_env instead")
+        return None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        problems.add("database.url", f"unsupported database {backend!r}; use sqlite or postgresql+psycopg")
+        return None
+    if backend == "sqlite" and url.database and url.database != ":memory:":
+        database = Path(url.database)
+        if not database.is_absolute():
+            url = url.set(database=str((base / database).resolve()))
+    secret = _read_secret("database.password", db.password_env, db.password_file, base, env, problems)
+    return url.set(password=secret.reveal()) if secret else url
+
+
+def _source_checks(
+    name: str, source: SourceSettings, base: Path, env: Mapping[str, str], problems: _Problems, need_secret: bool
+) -> Secret | None:
+    key = f"sources.{name}"
+    try:
+        connector = source_class(source.kind)
+    except KeyError as exc:
+        problems.add(f"{key}.kind", str(exc.args[0]))
+        connector = None
+    if connector is not None:
+        unknown = [s for s in source.streams if s not in connector.streams]
+        if unknown:
+            problems.add(
+                f"{key}.streams",
+                f"{', '.join(unknown)} not offered by kind {source.kind!r} "
+                f"(it has {', '.join(connector.streams)})",
+            )
+    url_problem = _url_problem(source.url)
+    if url_problem:
+        problems.add(f"{key}.url", url_problem)
+    if source.schedule:
+        from daemon.scheduler import schedule_problem
+
+        schedule_error = schedule_problem(source.schedule)
+        if schedule_error:
+            problems.add(f"{key}.schedule", schedule_error)
+    if not need_secret:
+        return None
+    secret = _read_secret(f"{key}.password", source.password_env, source.password_file, base, env, problems)
+    if source.username and secret is None and not (source.password_env or source.password_file):
+        problems.add(f"{key}.password_env", "a username needs a password (password_env or password_file)")
+    return secret
+
+
+def _url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not a full http(s) base URL such as https://acme.service-now.com"
+    if parts.username or parts.password:
+        return "credentials do not belong in the URL; use username and password_env"
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return "plain http is only allowed for loopback hosts (127.0.0.1, localhost); use https"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_mappings(settings: Settings, base: Path, problems: _Problems) -> dict[str, MappingSpec]:
+    loaded: dict[str, MappingSpec] = {}
+    cache: dict[Path, MappingSpec | None] = {}
+    for name, source in settings.sources.items():
+        path = base / source.mapping
+        if path not in cache:
+            try:
+                cache[path] = load_mapping(path)
+            except SpecError as exc:
+                problems.spec_error(exc)
+                cache[path] = None
+        spec = cache[path]
+        if spec is None:
+            continue
+        loaded[name] = spec
+        for stream in source.streams:
+            if spec.for_stream(stream) is None:
+                problems.add(f"sources.{name}.streams", f"the mapping {path} does not map stream {stream!r}")
+    return loaded
+
+
+def _load_scorecard(
+    settings: ScorecardSettings, base: Path, problems: _Problems
+) -> tuple[Catalogue | None, ScorecardSpec | None]:
+    try:
+        catalogue = load_catalogue(base / settings.catalogue)
+    except SpecError as exc:
+        problems.spec_error(exc)
+        return None, None
+    try:
+        return catalogue, load_scorecard(base / settings.file, catalogue)
+    except SpecError as exc:
+        problems.spec_error(exc)
+        return catalogue, None

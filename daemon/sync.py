@@ -1,0 +1,196 @@
+"""The sync pipeline: connector pages -> raw upsert -> mapping -> canonical upsert -> cursor -> metrics.
+
+Each page is one transaction holding its raw rows, its canonical rows, the
+cursor and the run's counters, so a crash loses at most the page in flight
+and the cursor never runs ahead of committed data. Upserts make re-reading
+harmless. After the streams, the periods the changed records touch (before
+and after the change) are recomputed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import structlog
+from sqlalchemy import Connection, Engine
+
+from connectors.base import Page, Source
+from connectors.errors import SourceError
+from connectors.registry import source_class
+from daemon import store
+from daemon.compute import AffectedDays, recompute
+from daemon.models import CANONICAL_TABLES
+from daemon.settings import Config
+from mapping.model import KINDS
+from mapping.translate import SkippedRecord, Translator
+
+Mode = Literal["incremental", "full", "since"]
+ProgressCallback = Callable[[str, str, int, int | None], None]
+
+log = structlog.get_logger("itbsc.sync")
+
+
+@dataclass
+class StreamResult:
+    source: str
+    stream: str
+    run_id: str
+    mode: Mode
+    outcome: str = "running"
+    pages: int = 0
+    fetched: int = 0
+    written: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class SyncSummary:
+    streams: list[StreamResult]
+    metric_values: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.outcome == "succeeded" for r in self.streams)
+
+
+def resync(
+    engine: Engine,
+    config: Config,
+    *,
+    sources: Sequence[str] | None = None,
+    stream: str | None = None,
+    mode: Mode = "incremental",
+    since: datetime | None = None,
+    progress: ProgressCallback | None = None,
+) -> SyncSummary:
+    """Sync the named sources (default: all) and recompute the periods they touched."""
+    affected = AffectedDays(config)
+    results: list[StreamResult] = []
+    for name in sources or list(config.settings.sources):
+        settings = config.settings.sources[name]
+        streams = [stream] if stream else settings.streams
+        with source_class(settings.kind)(config.connection(name)) as connector:
+            for stream_name in streams:
+                results.append(
+                    _sync_stream(engine, config, connector, name, stream_name, mode, since, affected, progress)
+                )
+    summary = SyncSummary(results)
+    if affected.days:
+        summary.metric_values = recompute(engine, config, affected.days)
+    log.info(
+        "sync finished",
+        streams=len(results),
+        ok=summary.ok,
+        records=sum(r.written for r in results),
+        metric_values=summary.metric_values,
+    )
+    return summary
+
+
+class _StreamWriter:
+    """Writes one stream's pages; knows the canonical kind and translator for it."""
+
+    def __init__(self, config: Config, source: str, stream: str, affected: AffectedDays) -> None:
+        mapped = config.mappings[source].for_stream(stream)
+        assert mapped is not None, "load_config checked that every stream is mapped"
+        kind, kind_map = mapped
+        self.kind = kind
+        self.fields = kind_map.source_fields()
+        self.table = CANONICAL_TABLES[kind]
+        self.translator = Translator(KINDS[kind], kind_map, config.mappings[source], source)
+        self.source = source
+        self.stream = stream
+        self.affected = affected
+
+    def write(self, conn: Connection, run_id: str, page: Page, skipped: Counter[str]) -> int:
+        store.write_raw(conn, self.source, self.stream, run_id, page.records)
+        ids = [r.source_id for r in page.records]
+        cohorts = self.affected.cohort_columns(self.kind)
+        self.affected.add_rows(self.kind, store.existing_values(conn, self.table, self.source, ids, cohorts))
+        mapped, rejected = [], []
+        for record in page.records:
+            try:
+                mapped.append(self.translator.translate(record.source_id, record.updated_at, record.data))
+            except SkippedRecord as exc:
+                skipped[str(exc)] += 1
+                rejected.append(record.source_id)
+        store.write_canonical(conn, self.table, mapped)
+        store.delete_canonical(conn, self.table, self.source, rejected)
+        self.affected.add_rows(self.kind, mapped)
+        return len(mapped)
+
+
+def _sync_stream(
+    engine: Engine,
+    config: Config,
+    connector: Source,
+    source: str,
+    stream: str,
+    mode: Mode,
+    since: datetime | None,
+    affected: AffectedDays,
+    progress: ProgressCallback | None,
+) -> StreamResult:
+    result = StreamResult(source, stream, str(uuid.uuid4()), mode)
+    bound = log.bind(source=source, stream=stream, run_id=result.run_id)
+    writer = _StreamWriter(config, source, stream, affected)
+    started = time.monotonic()
+    with engine.begin() as conn:
+        abandoned = store.close_abandoned_runs(conn, source, stream)
+        store.start_run(conn, result.run_id, source, stream, mode)
+        cursor = store.read_cursor(conn, source, stream) if mode == "incremental" else None
+    if abandoned:
+        bound.warning("earlier run ended without finishing; resuming from its last committed page", runs=abandoned)
+    bound.info("sync started", mode=mode, cursor=cursor, since=since.isoformat() if since else None)
+    try:
+        for page in connector.read(stream, fields=writer.fields, cursor=cursor, since=since):
+            with engine.begin() as conn:
+                written = writer.write(conn, result.run_id, page, result.skipped)
+                # --since re-reads a window: it never moves the incremental cursor.
+                if page.cursor is not None and mode != "since":
+                    store.save_cursor(conn, source, stream, page.cursor, result.run_id, success=False)
+                store.count_page(conn, result.run_id, len(page.records), written, len(page.records) - written)
+            result.pages += 1
+            result.fetched += len(page.records)
+            result.written += written
+            bound.debug("page committed", records=len(page.records), total=page.total)
+            if progress:
+                progress(source, stream, result.fetched, page.total)
+    except SourceError as exc:
+        result.outcome, result.error = "failed", str(exc)
+    except BaseException:
+        result.outcome, result.error = "interrupted", "stopped before the stream finished"
+        _finish(engine, result)
+        raise
+    else:
+        result.outcome = "succeeded"
+    result.seconds = time.monotonic() - started
+    _finish(engine, result)
+    event = bound.info if result.outcome == "succeeded" else bound.error
+    event(
+        "stream finished",
+        outcome=result.outcome,
+        pages=result.pages,
+        fetched=result.fetched,
+        written=result.written,
+        skipped=sum(result.skipped.values()),
+        skipped_reasons=dict(result.skipped.most_common(5)) or None,
+        seconds=round(result.seconds, 2),
+        error=result.error,
+    )
+    return result
+
+
+def _finish(engine: Engine, result: StreamResult) -> None:
+    with engine.begin() as conn:
+        store.finish_run(conn, result.run_id, result.outcome, result.error)
+        if result.outcome == "succeeded":
+            store.mark_success(conn, result.source, result.stream, result.run_id)

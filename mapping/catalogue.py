@@ -1,0 +1,141 @@
+"""The metric catalogue TOML: each metric declared as data over canonical records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mapping.errors import SpecError
+from mapping.filters import Filter, parse_filter
+from mapping.model import KINDS
+from mapping.periods import GRAINS, Grain
+from mapping.tomlfile import read_toml, validate
+
+MetricKind = Literal["ratio", "duration", "count"]
+Statistic = Literal["median", "mean", "p90"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Exclusion(_Strict):
+    """A named rule that removes records from a metric; what it removed is counted and shown."""
+
+    name: str = Field(min_length=1)
+    where: dict[str, Any]
+
+
+class MetricSpec(_Strict):
+    """One metric. ``cohort`` is the timestamp that places a record in a period."""
+
+    id: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    name: str
+    description: str = ""
+    record: str = "incident"
+    kind: MetricKind
+    unit: str = ""
+    direction: Literal["higher", "lower"]
+    cohort: str
+    where: dict[str, Any] = Field(default_factory=dict)
+    exclude: list[Exclusion] = Field(default_factory=list)
+    numerator: dict[str, Any] | None = None  # ratio: the share of the population that counts
+    start: str | None = None  # duration: from this timestamp ...
+    end: str | None = None  # ... to this one
+    statistic: Statistic = "median"
+    breakdowns: list[str] = Field(default_factory=list)
+    grains: list[Grain] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MetricSpec:
+        problems = self._problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _problems(self) -> list[str]:
+        schema = KINDS.get(self.record)
+        if schema is None:
+            return [f"record: unknown kind {self.record!r} (known: {', '.join(KINDS)})"]
+        problems: list[str] = []
+
+        def field(key: str, name: str | None, expected: str | None = None) -> None:
+            kind = schema.type_of(name) if name else None
+            if name and kind is None:
+                problems.append(f"{key}: {name!r} is not a {self.record} field")
+            elif name and expected and kind != expected:
+                problems.append(f"{key}: {name!r} is not a {expected} field")
+
+        field("cohort", self.cohort, "datetime")
+        for key, spec in self._filters().items():
+            if spec is None:
+                continue
+            _, bad = parse_filter(spec)
+            problems.extend(f"{key}.{k}: {m}" for k, m in bad)
+            for name in spec:
+                field(f"{key}.{name}", name)
+        for name in self.breakdowns:
+            field(f"breakdowns.{name}", name)
+        if self.kind == "ratio" and self.numerator is None:
+            problems.append("numerator: a ratio metric needs a numerator filter")
+        if self.kind == "duration":
+            if not (self.start and self.end):
+                problems.append("start/end: a duration metric needs both timestamps")
+            field("start", self.start, "datetime")
+            field("end", self.end, "datetime")
+        if self.grains and set(self.grains) - set(GRAINS):
+            problems.append(f"grains: use {', '.join(GRAINS)}")
+        return problems
+
+    def _filters(self) -> dict[str, dict[str, Any] | None]:
+        filters: dict[str, dict[str, Any] | None] = {"where": self.where, "numerator": self.numerator}
+        for i, rule in enumerate(self.exclude):
+            filters[f"exclude[{i}].where"] = rule.where
+        return filters
+
+    def population(self) -> Filter:
+        return parse_filter(self.where)[0]
+
+    def numerator_filter(self) -> Filter:
+        return parse_filter(self.numerator or {})[0]
+
+    def exclusions(self) -> list[tuple[str, Filter]]:
+        return [(rule.name, parse_filter(rule.where)[0]) for rule in self.exclude]
+
+    def required_fields(self) -> list[str]:
+        """Every canonical column evaluation reads: what the daemon selects."""
+        names = {self.cohort, *self.breakdowns, "source"}
+        for spec in self._filters().values():
+            names.update(spec or {})
+        names.update(n for n in (self.start, self.end) if n)
+        return sorted(names)
+
+
+class Catalogue(_Strict):
+    """The metric catalogue file: defaults plus ``[[metric]]`` entries with unique ids."""
+
+    grains: list[Grain] = Field(default_factory=lambda: ["week", "month", "quarter", "year"])
+    metric: list[MetricSpec]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Catalogue:
+        seen: set[str] = set()
+        dupes = [m.id for m in self.metric if m.id in seen or seen.add(m.id)]  # type: ignore[func-returns-value]
+        if dupes:
+            raise ValueError(f"metric ids must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def by_id(self) -> dict[str, MetricSpec]:
+        return {m.id: m for m in self.metric}
+
+    def grains_of(self, metric: MetricSpec) -> list[Grain]:
+        return list(metric.grains or self.grains)
+
+
+def load_catalogue(path: Path) -> Catalogue:
+    data = read_toml(path)
+    if "metric" not in data:
+        raise SpecError(str(path), [("metric", "no [[metric]] entries")])
+    return validate(Catalogue, data, path)

@@ -1,0 +1,156 @@
+"""Evaluation of catalogue metrics over streamed canonical rows: a fixed registry of kinds, no eval.
+
+Rows are plain mappings (never ORM objects). Each row is placed in every
+requested period whose interval holds its cohort timestamp, then counted in
+the ``all`` dimension and in one dimension per breakdown field. Every record a
+rule removed is counted by the rule's name, so a number can be reconciled with
+the list of tickets behind it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mapping.catalogue import MetricSpec
+from mapping.periods import Period
+
+ALL = "all"
+MISSING = "(none)"
+
+
+@dataclass
+class MetricValue:
+    """One metric in one period and dimension, with what it was computed from."""
+
+    metric: str
+    period: Period
+    dimension: str
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+    n: int
+    exclusions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Bucket:
+    numerator: float = 0.0
+    denominator: float = 0.0
+    samples: list[float] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)
+
+
+def _percentile(samples: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (the 'inclusive' method spreadsheets use)."""
+    ordered = sorted(samples)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
+
+
+STATISTICS = {
+    "median": statistics.median,
+    "mean": statistics.fmean,
+    "p90": lambda s: _percentile(s, 90),
+}
+
+
+class _PeriodIndex:
+    """Finds the periods holding a moment with one bisect per grain."""
+
+    def __init__(self, periods: Sequence[Period]) -> None:
+        by_grain: dict[str, list[Period]] = defaultdict(list)
+        for period in periods:
+            by_grain[period.grain].append(period)
+        self._grains = [sorted(ps) for ps in by_grain.values()]
+        self._starts = [[p.start for p in ps] for ps in self._grains]
+
+    def find(self, moment: datetime) -> list[Period]:
+        found = []
+        for periods, starts in zip(self._grains, self._starts, strict=True):
+            i = bisect.bisect_right(starts, moment) - 1
+            if i >= 0 and periods[i].contains(moment):
+                found.append(periods[i])
+        return found
+
+
+def _dimensions(metric: MetricSpec, row: Mapping[str, Any]) -> list[str]:
+    dims = [ALL]
+    for name in metric.breakdowns:
+        value = row.get(name)
+        dims.append(f"{name}={MISSING if value is None else value}")
+    return dims
+
+
+def evaluate(
+    metric: MetricSpec, rows: Iterable[Mapping[str, Any]], periods: Sequence[Period]
+) -> list[MetricValue]:
+    """Compute ``metric`` for every period given (all dimensions) from canonical rows."""
+    index = _PeriodIndex(periods)
+    population = metric.population()
+    exclusions = metric.exclusions()
+    numerator = metric.numerator_filter()
+    buckets: dict[tuple[Period, str], _Bucket] = defaultdict(_Bucket)
+    for row in rows:
+        moment = row.get(metric.cohort)
+        if moment is None or not population.matches(row):
+            continue
+        targets = [(p, d) for p in index.find(moment) for d in _dimensions(metric, row)]
+        if not targets:
+            continue
+        reason = next((name for name, rule in exclusions if rule.matches(row)), None)
+        sample: float | None = None
+        if reason is None and metric.kind == "duration":
+            sample, reason = _duration_hours(metric, row)
+        for key in targets:
+            bucket = buckets[key]
+            if reason is not None:
+                bucket.excluded[reason] += 1
+            elif metric.kind == "duration" and sample is not None:
+                bucket.samples.append(sample)
+            else:
+                bucket.denominator += 1
+                if metric.kind == "ratio" and numerator.matches(row):
+                    bucket.numerator += 1
+    return _results(metric, periods, buckets)
+
+
+def _duration_hours(metric: MetricSpec, row: Mapping[str, Any]) -> tuple[float | None, str | None]:
+    start, end = row.get(metric.start or ""), row.get(metric.end or "")
+    if start is None or end is None:
+        return None, f"missing {metric.start if start is None else metric.end}"
+    hours = (end - start).total_seconds() / 3600
+    if hours < 0:
+        return None, f"{metric.end} before {metric.start}"
+    return hours, None
+
+
+def _results(
+    metric: MetricSpec, periods: Sequence[Period], buckets: Mapping[tuple[Period, str], _Bucket]
+) -> list[MetricValue]:
+    out = []
+    keys = set(buckets) | {(p, ALL) for p in periods}  # "all" always present: no data is explicit
+    for period, dimension in sorted(keys, key=lambda k: (k[0], k[1] != ALL, k[1])):
+        bucket = buckets.get((period, dimension), _Bucket())
+        out.append(_value(metric, period, dimension, bucket))
+    return out
+
+
+def _value(metric: MetricSpec, period: Period, dimension: str, bucket: _Bucket) -> MetricValue:
+    excluded = dict(bucket.excluded)
+    if metric.kind == "duration":
+        n = len(bucket.samples)
+        value = STATISTICS[metric.statistic](bucket.samples) if n else None
+        total = sum(bucket.samples)
+        return MetricValue(metric.id, period, dimension, value, total if n else None, n or None, n, excluded)
+    n = int(bucket.denominator)
+    if metric.kind == "count":
+        return MetricValue(metric.id, period, dimension, float(n), float(n), None, n, excluded)
+    value = 100.0 * bucket.numerator / bucket.denominator if n else None
+    return MetricValue(metric.id, period, dimension, value, bucket.numerator, bucket.denominator, n, excluded)
