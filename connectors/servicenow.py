@@ -69,10 +69,7 @@ def keyset_query(cursor: Cursor | None, since: datetime | None) -> str:
     if cursor:
         updated = escape_value(cursor["sys_updated_on"])
         sys_id = escape_value(cursor["sys_id"])
-        return (
-            f"sys_updated_on={updated}^sys_id>{sys_id}"
-            f"^NQsys_updated_on>{updated}^{order}"
-        )
+        return f"sys_updated_on={updated}^sys_id>{sys_id}^NQsys_updated_on>{updated}^{order}"
     if since is not None:
         return f"sys_updated_on>={format_datetime(since)}^{order}"
     return order
@@ -101,7 +98,9 @@ class ServiceNowSource(Source):
 
     def check(self) -> None:
         resource = self._resource(STREAMS["incident"])
-        self._fetch(resource, "incident", query="ORDERBYsys_id", limit=1, offset=0, fields=["sys_id"])
+        self._fetch(
+            resource, "incident", query="ORDERBYsys_id", limit=1, offset=0, fields=["sys_id"]
+        )
 
     def read(
         self,
@@ -122,6 +121,7 @@ class ServiceNowSource(Source):
                 resource, stream, query=query, limit=limit, offset=offset, fields=wanted
             )
             records = [self._to_raw(stream, row) for row in rows]
+            more = self._more_after(total, len(rows), limit, offset)
             if records:
                 last = _cursor_of(rows[-1])
                 if cursor and last <= (cursor["sys_updated_on"], cursor["sys_id"]):
@@ -131,7 +131,6 @@ class ServiceNowSource(Source):
                     )
                 cursor = {"sys_updated_on": last[0], "sys_id": last[1]}
                 offset = 0
-            more = self._more_after(total, len(rows), limit, offset)
             if records or not more:
                 yield Page(records=records, cursor=dict(cursor) if cursor else None, total=total)
             if not more:
@@ -176,7 +175,9 @@ class ServiceNowSource(Source):
         fields: list[str],
     ) -> tuple[list[dict[str, Any]], int | None]:
         """One request; every failure becomes a SourceError that names source and table."""
-        where = f"source {self.params.name!r} ({self.params.url}), table {resource.path}"
+        where = (
+            f"source {self.params.name!r} ({self.params.url}), stream {stream} ({resource.path})"
+        )
         try:
             response = resource.get(query=query, limit=limit, offset=offset, fields=fields)
             rows = list(response.all())

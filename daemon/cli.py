@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, date, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,7 +38,7 @@ out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
 
@@ -50,7 +50,9 @@ class _State:
 state = _State()
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Service config; default $ITBSC_CONFIG, then ./itbsc.toml."),
+    typer.Option(
+        "--config", "-c", help="Service config; default $ITBSC_CONFIG, then ./itbsc.toml."
+    ),
 ]
 
 
@@ -58,7 +60,10 @@ ConfigOption = Annotated[
 def _main(
     config: ConfigOption = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
-    log_json: Annotated[bool | None, typer.Option("--log-json/--log-console", help="Default: JSON unless stderr is a terminal.")] = None,
+    log_json: Annotated[
+        bool | None,
+        typer.Option("--log-json/--log-console", help="Default: JSON unless stderr is a terminal."),
+    ] = None,
 ) -> None:
     state.config_path = config
     configure(log_level, json=log_json)
@@ -70,7 +75,9 @@ def _load(*, sources: bool = True) -> Config:
     try:
         config = load_config(path, need_source_secrets=sources)
     except ConfigError as exc:
-        err.print(f"[bold red]configuration invalid[/] ({len(exc.problems)} problem(s)):", highlight=False)
+        err.print(
+            f"[bold red]configuration invalid[/] ({len(exc.problems)} problem(s)):", highlight=False
+        )
         for line in exc.problems:
             err.print(f"  {line}", highlight=False, markup=False)
         raise typer.Exit(EXIT_CONFIG) from None
@@ -84,7 +91,10 @@ def _engine(config: Config) -> Engine:
         engine = db.create_db_engine(config.database_url)
         db.upgrade(engine)
     except SQLAlchemyError as exc:
-        err.print(f"[bold red]database error[/] ({config.database_url.render_as_string(hide_password=True)}): {type(exc).__name__}: {_first_line(exc)}", highlight=False)
+        err.print(
+            f"[bold red]database error[/] ({config.database_url.render_as_string(hide_password=True)}): {type(exc).__name__}: {_first_line(exc)}",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_DATABASE) from None
     return engine
 
@@ -97,26 +107,45 @@ def _first_line(exc: BaseException) -> str:
 def check_config() -> None:
     """Validate the configuration and every file it names, without touching the database."""
     config = _load()
-    sources = ", ".join(f"{n} ({s.kind}: {', '.join(s.streams)})" for n, s in config.settings.sources.items())
+    sources = ", ".join(
+        f"{n} ({s.kind}: {', '.join(s.streams)})" for n, s in config.settings.sources.items()
+    )
     out.print(f"configuration OK: {config.path}", highlight=False)
     out.print(f"  sources: {sources or 'none'}", highlight=False)
-    out.print(f"  metrics: {len(config.catalogue.metric)}; scorecard measures: {len(config.scorecard.metric_ids())}", highlight=False)
+    out.print(
+        f"  metrics: {len(config.catalogue.metric)}; scorecard measures: {len(config.scorecard.metric_ids())}",
+        highlight=False,
+    )
 
 
 @app.command("resync")
 def resync_command(
-    sources: Annotated[list[str] | None, typer.Argument(help="Source names from the config; default all.")] = None,
+    sources: Annotated[
+        list[str] | None, typer.Argument(help="Source names from the config; default all.")
+    ] = None,
     stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Re-read everything, ignoring the cursor.")] = False,
-    since: Annotated[str | None, typer.Option(help="Re-read records updated since this ISO time (UTC if no offset); the cursor stays.")] = None,
-    output: Annotated[Format, typer.Option("--format", help="table: a line per stream; json: a summary for scripts.")] = Format.table,
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-read everything, ignoring the cursor.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-read records updated since this ISO time (UTC if no offset); the cursor stays."
+        ),
+    ] = None,
+    output: Annotated[
+        Format,
+        typer.Option("--format", help="table: a line per stream; json: a summary for scripts."),
+    ] = Format.table,
 ) -> None:
     """Sync sources now (the same code path the scheduler runs)."""
     config = _load()
     names = sources or list(config.settings.sources)
     unknown = [n for n in names if n not in config.settings.sources]
     if unknown:
-        err.print(f"unknown source(s): {', '.join(unknown)}; configured: {', '.join(config.settings.sources)}")
+        err.print(
+            f"unknown source(s): {', '.join(unknown)}; configured: {', '.join(config.settings.sources)}"
+        )
         raise typer.Exit(EXIT_CONFIG)
     if full and since:
         err.print("--full and --since exclude each other")
@@ -134,7 +163,9 @@ def _parse_since(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        err.print(f"--since {text!r} is not an ISO date or date-time (2026-11-01 or 2026-11-01T08:00:00+01:00)")
+        err.print(
+            f"--since {text!r} is not an ISO date or date-time (2026-11-01 or 2026-11-01T08:00:00+01:00)"
+        )
         raise typer.Exit(EXIT_CONFIG) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -181,7 +212,10 @@ def recompute_command() -> None:
 
     config = _load()
     mapped, skipped, values = remap(_engine(config), config)
-    out.print(f"re-mapped {mapped} record(s), skipped {sum(skipped.values())}; metric values: {values}", highlight=False)
+    out.print(
+        f"re-mapped {mapped} record(s), skipped {sum(skipped.values())}; metric values: {values}",
+        highlight=False,
+    )
     for reason, count in skipped.most_common(10):
         out.print(f"  skipped {count}: {reason}", highlight=False, markup=False)
 
@@ -200,7 +234,14 @@ def status_command(
     for row in rows:
         last = row["last_run"]
         run = f"{last['outcome']} {last['started_at'][:16]}" if last else "never"
-        table.add_row(row["source"], row["stream"], (row["last_success_at"] or "never")[:19], run, str(row["records"]), json.dumps(row["cursor"]) if row["cursor"] else "—")
+        table.add_row(
+            row["source"],
+            row["stream"],
+            (row["last_success_at"] or "never")[:19],
+            run,
+            str(row["records"]),
+            json.dumps(row["cursor"]) if row["cursor"] else "—",
+        )
         if last and last["error"]:
             table.add_row("", "", "", f"[red]{last['error'][:120]}[/]", "", "")
     out.print(table)
@@ -212,26 +253,37 @@ def _status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         for name, source in config.settings.sources.items():
             for stream in source.streams:
-                sync_state = conn.execute(select(st).where(st.c.source == name, st.c.stream == stream)).first()
+                sync_state = conn.execute(
+                    select(st).where(st.c.source == name, st.c.stream == stream)
+                ).first()
                 last = conn.execute(
-                    select(run).where(run.c.source == name, run.c.stream == stream).order_by(run.c.started_at.desc()).limit(1)
+                    select(run)
+                    .where(run.c.source == name, run.c.stream == stream)
+                    .order_by(run.c.started_at.desc())
+                    .limit(1)
                 ).first()
                 count = conn.execute(
-                    select(func.count()).select_from(raw).where(raw.c.source == name, raw.c.stream == stream, raw.c.deleted_at.is_(None))
+                    select(func.count())
+                    .select_from(raw)
+                    .where(raw.c.source == name, raw.c.stream == stream, raw.c.deleted_at.is_(None))
                 ).scalar_one()
                 rows.append(
                     {
                         "source": name,
                         "stream": stream,
                         "kind": source.kind,
-                        "last_success_at": sync_state.last_success_at.isoformat() if sync_state and sync_state.last_success_at else None,
+                        "last_success_at": sync_state.last_success_at.isoformat()
+                        if sync_state and sync_state.last_success_at
+                        else None,
                         "cursor": sync_state.cursor if sync_state else None,
                         "records": count,
                         "last_run": {
                             "id": last.id,
                             "outcome": last.outcome,
                             "started_at": last.started_at.isoformat(),
-                            "finished_at": last.finished_at.isoformat() if last.finished_at else None,
+                            "finished_at": last.finished_at.isoformat()
+                            if last.finished_at
+                            else None,
                             "fetched": last.records_fetched,
                             "written": last.records_written,
                             "skipped": last.records_skipped,
@@ -246,7 +298,12 @@ def _status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
 
 @app.command("scorecard")
 def scorecard_command(
-    period: Annotated[str | None, typer.Option(help="2026-10, 2026-Q3, 2026-W40, 2026, 2026-10-05 or FIRST..LAST; default the last complete month.")] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="2026-10, 2026-Q3, 2026-W40, 2026, 2026-10-05 or FIRST..LAST; default the last complete month."
+        ),
+    ] = None,
     output: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """The scorecard of one period: four perspectives, objectives, measures, status, trend."""
@@ -265,11 +322,23 @@ def scorecard_command(
 
 @app.command("metrics")
 def metrics_command(
-    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metric id (repeatable); default all.")] = None,
-    date_from: Annotated[str | None, typer.Option("--from", help="First day (reporting time zone), YYYY-MM-DD.")] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="Metric id (repeatable); default all."),
+    ] = None,
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="First day (reporting time zone), YYYY-MM-DD.")
+    ] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last day, included.")] = None,
-    grain: Annotated[str | None, typer.Option(help=f"One of {', '.join(GRAINS)}; with --from/--to, per period of this grain.")] = None,
-    dimension: Annotated[str | None, typer.Option(help="'all' or e.g. 'priority=P1'; default every dimension.")] = None,
+    grain: Annotated[
+        str | None,
+        typer.Option(
+            help=f"One of {', '.join(GRAINS)}; with --from/--to, per period of this grain."
+        ),
+    ] = None,
+    dimension: Annotated[
+        str | None, typer.Option(help="'all' or e.g. 'priority=P1'; default every dimension.")
+    ] = None,
     output: Annotated[Format, typer.Option("--format")] = Format.json,
 ) -> None:
     """Metric values as JSON objects (metric, grain, period, dimension, value, numerator, denominator, n)."""
@@ -280,30 +349,58 @@ def metrics_command(
     if bad or (grain and grain not in GRAINS) or (bool(date_from) != bool(date_to)):
         err.print(
             (f"unknown metric(s): {', '.join(bad)} (known: {', '.join(known)}). " if bad else "")
-            + (f"grain must be one of {', '.join(GRAINS)}. " if grain and grain not in GRAINS else "")
+            + (
+                f"grain must be one of {', '.join(GRAINS)}. "
+                if grain and grain not in GRAINS
+                else ""
+            )
             + ("--from and --to go together." if bool(date_from) != bool(date_to) else "")
         )
         raise typer.Exit(EXIT_CONFIG)
     engine = _engine(config)
     if date_from and date_to:
         try:
-            window = date_range(date.fromisoformat(date_from), date.fromisoformat(date_to), config.zone)
+            window = date_range(
+                date.fromisoformat(date_from), date.fromisoformat(date_to), config.zone
+            )
         except ValueError as exc:
             err.print(f"--from/--to: {exc}")
             raise typer.Exit(EXIT_CONFIG) from None
-        periods = periods_between(window.start, window.end, grain, config.zone) if grain else [window]  # type: ignore[arg-type]
+        periods = (
+            periods_between(window.start, window.end, grain, config.zone) if grain else [window]
+        )
         with engine.connect() as conn:
-            values = compute(conn, config, {m: periods for m in wanted})
-        objects = [report.metric_value_json(v) for v in values if dimension is None or v.dimension == dimension]
+            values = compute(conn, config, dict.fromkeys(wanted, periods))
+        objects = [
+            report.metric_value_json(v)
+            for v in values
+            if dimension is None or v.dimension == dimension
+        ]
     else:
         with engine.connect() as conn:
-            objects = [report.metric_value_json(r) for r in store.read_metric_values(conn, metrics=wanted, grain=grain, dimension=dimension)]
+            objects = [
+                report.metric_value_json(r)
+                for r in store.read_metric_values(
+                    conn, metrics=wanted, grain=grain, dimension=dimension
+                )
+            ]
     if output == Format.json:
         sys.stdout.write(json.dumps(objects, indent=2) + "\n")
         return
-    table = Table("metric", "grain", "period", "dimension", "value", "numerator", "denominator", "n")
+    table = Table(
+        "metric", "grain", "period", "dimension", "value", "numerator", "denominator", "n"
+    )
     for o in objects:
-        table.add_row(o["metric"], o["grain"], o["period"], o["dimension"], _num(o["value"]), _num(o["numerator"]), _num(o["denominator"]), str(o["n"]))
+        table.add_row(
+            o["metric"],
+            o["grain"],
+            o["period"],
+            o["dimension"],
+            _num(o["value"]),
+            _num(o["numerator"]),
+            _num(o["denominator"]),
+            str(o["n"]),
+        )
     out.print(table)
 
 
@@ -313,7 +410,9 @@ def _num(value: float | None) -> str:
 
 @app.command("demo")
 def demo_command(
-    directory: Annotated[Path, typer.Option("--dir", help="Where the demo config and database go.")] = Path("demo"),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where the demo config and database go.")
+    ] = Path("demo"),
     count: Annotated[int, typer.Option(help="Incidents in the generated year.")] = 5000,
     seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 42,
 ) -> None:
@@ -322,7 +421,10 @@ def demo_command(
 
     with start_sandbox(count, seed) as sandbox:
         state.config_path = write_demo_config(directory, sandbox.url)
-        out.print(f"sandbox ServiceNow at {sandbox.url} with {count} incidents; config {state.config_path}", highlight=False)
+        out.print(
+            f"sandbox ServiceNow at {sandbox.url} with {count} incidents; config {state.config_path}",
+            highlight=False,
+        )
         config = _load()
         engine = _engine(config)
         summary = resync(engine, config, mode="full")
@@ -330,8 +432,13 @@ def demo_command(
         if not summary.ok:
             raise typer.Exit(EXIT_SYNC_FAILED)
     out.print()
-    report.render_scorecard(report.build_scorecard(engine, config, report.resolve_period(config, None)), out)
-    out.print(f"\nTry: itbsc --config {state.config_path} metrics --metric I1 --grain month --format table", highlight=False)
+    report.render_scorecard(
+        report.build_scorecard(engine, config, report.resolve_period(config, None)), out
+    )
+    out.print(
+        f"\nTry: itbsc --config {state.config_path} metrics --metric I1 --grain month --format table",
+        highlight=False,
+    )
 
 
 @db_app.command("upgrade")

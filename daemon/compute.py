@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, select
 
@@ -60,7 +60,9 @@ def _all_days(conn: Connection, config: Config, metric: MetricSpec) -> list[date
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def compute(conn: Connection, config: Config, plan: Mapping[str, Sequence[Period]]) -> list[MetricValue]:
+def compute(
+    conn: Connection, config: Config, plan: Mapping[str, Sequence[Period]]
+) -> list[MetricValue]:
     """Evaluate each metric id over its periods, one query per (record kind, cohort) group."""
     metrics = config.catalogue.by_id()
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -76,7 +78,7 @@ def compute(conn: Connection, config: Config, plan: Mapping[str, Sequence[Period
         query = select(*(table.c[c] for c in columns)).where(
             table.c[cohort] >= lo, table.c[cohort] < hi, table.c.deleted_at.is_(None)
         )
-        rows = [row._mapping for row in conn.execute(query)]
+        rows = [cast(Mapping[str, Any], row._mapping) for row in conn.execute(query)]
         for metric_id in ids:
             values.extend(evaluate(metrics[metric_id], rows, plan[metric_id]))
     return values

@@ -13,4 +13,6 @@ def config_dir() -> Path:
     installed = Path(sys.prefix) / "share" / "itbsc" / "config"
     if (installed / "metrics.toml").is_file():
         return installed
-    raise FileNotFoundError("the shipped config/ folder was not found beside the package or in share/itbsc")
+    raise FileNotFoundError(
+        "the shipped config/ folder was not found beside the package or in share/itbsc"
+    )

@@ -59,5 +59,8 @@ def write_demo_config(directory: Path, url: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shipped / name, target)
     path = directory / "itbsc.toml"
-    path.write_text(DEMO_CONFIG.format(url=url, user=DEMO_USER, password_env=DEMO_PASSWORD_ENV), encoding="utf-8")
+    path.write_text(
+        DEMO_CONFIG.format(url=url, user=DEMO_USER, password_env=DEMO_PASSWORD_ENV),
+        encoding="utf-8",
+    )
     return path

@@ -15,7 +15,15 @@ import structlog
 
 REDACTED = "********"
 _secrets: set[str] = set()
-QUIET_LIBRARIES = ("urllib3", "jira", "pysnow", "requests_oauthlib", "alembic", "sqlalchemy", "apscheduler")
+QUIET_LIBRARIES = (
+    "urllib3",
+    "jira",
+    "pysnow",
+    "requests_oauthlib",
+    "alembic",
+    "sqlalchemy",
+    "apscheduler",
+)
 
 
 def register_secrets(values: Iterable[str]) -> None:

@@ -7,10 +7,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    Column,
-    Table,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Dialect,
     Float,
@@ -18,6 +17,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -41,14 +41,14 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=False)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(UTC).replace(tzinfo=None)
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
@@ -101,7 +101,10 @@ def canonical_table(schema: KindSchema, metadata: MetaData) -> Table:
         Column("updated_at", UTCDateTime(), nullable=False),
         Column("mapping_version", String(100), nullable=False),
         Column("deleted_at", UTCDateTime(), nullable=True),
-        *(Column(col, types[schema.type_of(col) or "str"], nullable=True) for col in schema.columns()),
+        *(
+            Column(col, types[schema.type_of(col) or "str"], nullable=True)
+            for col in schema.columns()
+        ),
         UniqueConstraint("source", "source_id"),
     )
 

@@ -43,12 +43,19 @@ def remap(engine: Engine, config: Config) -> tuple[int, Counter[str], int]:
                     records, rejected = [], []
                     for source_id, updated_at, payload in partition:
                         try:
-                            records.append(translator.translate(source_id, updated_at, orjson.loads(payload)))
+                            records.append(
+                                translator.translate(source_id, updated_at, orjson.loads(payload))
+                            )
                         except SkippedRecord as exc:
                             skipped[str(exc)] += 1
                             rejected.append(source_id)
                     with engine.begin() as writer:
-                        store.upsert(writer, table, [{**r, "deleted_at": None} for r in records], ("source", "source_id"))
+                        store.upsert(
+                            writer,
+                            table,
+                            [{**r, "deleted_at": None} for r in records],
+                            ("source", "source_id"),
+                        )
                         store.delete_canonical(writer, table, source, rejected)
                     mapped_total += len(records)
     return mapped_total, skipped, recompute(engine, config, None)

@@ -19,7 +19,12 @@ from mapping.metrics import ALL, MetricValue
 from mapping.periods import Period, parse_period, period_containing, previous_period
 from mapping.scorecard import Reading, ScorecardResult, evaluate_scorecard
 
-STATUS_STYLE = {"green": ("●", "green", "OK"), "amber": ("◐", "yellow", "WARN"), "red": ("○", "red", "MISS"), "grey": ("·", "bright_black", "NO DATA")}
+STATUS_STYLE = {
+    "green": ("●", "green", "OK"),
+    "amber": ("◐", "yellow", "WARN"),
+    "red": ("○", "red", "MISS"),
+    "grey": ("·", "bright_black", "NO DATA"),
+}
 TREND = {"up": "↑", "down": "↓", "flat": "→", "none": " "}
 
 
@@ -53,7 +58,12 @@ def readings(conn: Connection, config: Config, period: Period) -> dict[str, Read
     stored = {
         row["metric"]: Reading(row["value"], row["n"])
         for row in store.read_metric_values(
-            conn, metrics=sorted(wanted), grain=period.grain, start=period.start, end=period.end, dimension=ALL
+            conn,
+            metrics=sorted(wanted),
+            grain=period.grain,
+            start=period.start,
+            end=period.end,
+            dimension=ALL,
         )
         if row["period_start"] == period.start
     }
@@ -149,14 +159,40 @@ def render_scorecard(report: ScorecardReport, console: Console) -> None:
         Text(f"  overall score {_score(r.score)}/100  (trend vs {report.previous.label})"),
     )
     table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False)
-    for column, justify in (("Perspective / objective / metric", "left"), ("Value", "right"), ("Target", "right"), ("Status", "left"), ("Trend", "center"), ("n", "right"), ("Score", "right")):
+    for column, justify in (
+        ("Perspective / objective / metric", "left"),
+        ("Value", "right"),
+        ("Target", "right"),
+        ("Status", "left"),
+        ("Trend", "center"),
+        ("n", "right"),
+        ("Score", "right"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for p in r.perspectives:
-        table.add_row(Text(p.spec.name.upper(), style="bold cyan"), "", "", "", "", "", Text(_score(p.score), style="bold"))
+        table.add_row(
+            Text(p.spec.name.upper(), style="bold cyan"),
+            "",
+            "",
+            "",
+            "",
+            "",
+            Text(_score(p.score), style="bold"),
+        )
         for o in p.objectives:
-            table.add_row(Text(f"  {o.spec.name}", style="italic"), "", "", "", "", "", _score(o.score))
+            table.add_row(
+                Text(f"  {o.spec.name}", style="italic"), "", "", "", "", "", _score(o.score)
+            )
             if not o.measures:
-                table.add_row(Text("    (no metric defined yet)", style="bright_black"), "", "", _status("grey"), "", "", "—")
+                table.add_row(
+                    Text("    (no metric defined yet)", style="bright_black"),
+                    "",
+                    "",
+                    _status("grey"),
+                    "",
+                    "",
+                    "—",
+                )
             for m in o.measures:
                 arrow = TREND[m.trend]
                 style = "green" if m.better else ("red" if m.better is False else "")
@@ -185,7 +221,9 @@ def _freshness_line(freshness: list[Freshness]) -> Text:
     if not freshness:
         return Text("data: never synced — run `itbsc resync`", style="yellow")
     parts = [
-        f"{f.source}/{f.stream} {f.last_success_at:%Y-%m-%d %H:%M} UTC" if f.last_success_at else f"{f.source}/{f.stream} never succeeded"
+        f"{f.source}/{f.stream} {f.last_success_at:%Y-%m-%d %H:%M} UTC"
+        if f.last_success_at
+        else f"{f.source}/{f.stream} never succeeded"
         for f in freshness
     ]
     return Text("last successful sync: " + ", ".join(parts), style="bright_black")

@@ -60,7 +60,9 @@ class ReportingSettings(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Amsterdam)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Amsterdam)"
+            ) from None
         return value
 
 
@@ -147,7 +149,9 @@ class _Problems:
             self.add(key, message, error.path)
 
 
-def load_config(path: Path, env: Mapping[str, str] = os.environ, *, need_source_secrets: bool = True) -> Config:
+def load_config(
+    path: Path, env: Mapping[str, str] = os.environ, *, need_source_secrets: bool = True
+) -> Config:
     """Read and check ``path`` and everything it names; raise ConfigError with every problem.
 
     Commands that never contact a source (scorecard, metrics, status) pass
@@ -172,7 +176,8 @@ def load_config(path: Path, env: Mapping[str, str] = os.environ, *, need_source_
     secrets = {
         name: secret
         for name, source in settings.sources.items()
-        if (secret := _source_checks(name, source, base, env, problems, need_source_secrets)) is not None
+        if (secret := _source_checks(name, source, base, env, problems, need_source_secrets))
+        is not None
     }
     mappings = _load_mappings(settings, base, problems)
     catalogue, scorecard = _load_scorecard(settings.scorecard, base, problems)
@@ -210,7 +215,12 @@ def _plaintext_secrets(data: Mapping[str, Any], problems: _Problems) -> None:
 
 
 def _read_secret(
-    key: str, env_name: str | None, file_name: str | None, base: Path, env: Mapping[str, str], problems: _Problems
+    key: str,
+    env_name: str | None,
+    file_name: str | None,
+    base: Path,
+    env: Mapping[str, str],
+    problems: _Problems,
 ) -> Secret | None:
     if env_name and file_name:
         problems.add(key, "give password_env or password_file, not both")
@@ -235,29 +245,43 @@ def _read_secret(
     return None
 
 
-def _database_url(db: DatabaseSettings, base: Path, env: Mapping[str, str], problems: _Problems) -> URL | None:
+def _database_url(
+    db: DatabaseSettings, base: Path, env: Mapping[str, str], problems: _Problems
+) -> URL | None:
     try:
         url = make_url(db.url)
     except ArgumentError:
-        problems.add("database.url", "not a database URL (sqlite:///file.db or postgresql+psycopg://user@host/db)")
+        problems.add(
+            "database.url",
+            "not a database URL (sqlite:///file.db or postgresql+psycopg://user@host/db)",
+        )
         return None
     if url.password:
         problems.add("database.url", "the URL holds a password; use database.password_env instead")
         return None
     backend = url.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        problems.add("database.url", f"unsupported database {backend!r}; use sqlite or postgresql+psycopg")
+        problems.add(
+            "database.url", f"unsupported database {backend!r}; use sqlite or postgresql+psycopg"
+        )
         return None
     if backend == "sqlite" and url.database and url.database != ":memory:":
         database = Path(url.database)
         if not database.is_absolute():
             url = url.set(database=str((base / database).resolve()))
-    secret = _read_secret("database.password", db.password_env, db.password_file, base, env, problems)
+    secret = _read_secret(
+        "database.password", db.password_env, db.password_file, base, env, problems
+    )
     return url.set(password=secret.reveal()) if secret else url
 
 
 def _source_checks(
-    name: str, source: SourceSettings, base: Path, env: Mapping[str, str], problems: _Problems, need_secret: bool
+    name: str,
+    source: SourceSettings,
+    base: Path,
+    env: Mapping[str, str],
+    problems: _Problems,
+    need_secret: bool,
 ) -> Secret | None:
     key = f"sources.{name}"
     try:
@@ -284,9 +308,13 @@ def _source_checks(
             problems.add(f"{key}.schedule", schedule_error)
     if not need_secret:
         return None
-    secret = _read_secret(f"{key}.password", source.password_env, source.password_file, base, env, problems)
+    secret = _read_secret(
+        f"{key}.password", source.password_env, source.password_file, base, env, problems
+    )
     if source.username and secret is None and not (source.password_env or source.password_file):
-        problems.add(f"{key}.password_env", "a username needs a password (password_env or password_file)")
+        problems.add(
+            f"{key}.password_env", "a username needs a password (password_env or password_file)"
+        )
     return secret
 
 
@@ -327,7 +355,9 @@ def _load_mappings(settings: Settings, base: Path, problems: _Problems) -> dict[
         loaded[name] = spec
         for stream in source.streams:
             if spec.for_stream(stream) is None:
-                problems.add(f"sources.{name}.streams", f"the mapping {path} does not map stream {stream!r}")
+                problems.add(
+                    f"sources.{name}.streams", f"the mapping {path} does not map stream {stream!r}"
+                )
     return loaded
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import Connection, Table, delete, func, select, update
@@ -47,14 +47,20 @@ def upsert(
     columns = list(rows[0])
     stmt = insert(table)
     updates = {c: stmt.excluded[c] for c in columns if c not in key}
-    where = stmt.excluded[only_if_not_older] >= table.c[only_if_not_older] if only_if_not_older else None
+    where = (
+        stmt.excluded[only_if_not_older] >= table.c[only_if_not_older]
+        if only_if_not_older
+        else None
+    )
     stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=updates, where=where)
     chunk = max(1, MAX_BIND_PARAMS // max(1, len(columns)))
     for start in range(0, len(rows), chunk):
         conn.execute(stmt, list(rows[start : start + chunk]))
 
 
-def write_raw(conn: Connection, source: str, stream: str, run_id: str, records: Iterable[RawRecord]) -> None:
+def write_raw(
+    conn: Connection, source: str, stream: str, run_id: str, records: Iterable[RawRecord]
+) -> None:
     fetched_at = now()
     rows = [
         {
@@ -69,7 +75,13 @@ def write_raw(conn: Connection, source: str, stream: str, run_id: str, records: 
         }
         for r in records
     ]
-    upsert(conn, raw_table, rows, ("source", "stream", "source_id"), only_if_not_older="source_updated_at")
+    upsert(
+        conn,
+        raw_table,
+        rows,
+        ("source", "stream", "source_id"),
+        only_if_not_older="source_updated_at",
+    )
 
 
 def existing_values(
@@ -81,7 +93,7 @@ def existing_values(
     query = select(*(table.c[c] for c in columns)).where(
         table.c.source == source, table.c.source_id.in_(list(source_ids))
     )
-    return [row._mapping for row in conn.execute(query)]
+    return [cast(Mapping[str, Any], row._mapping) for row in conn.execute(query)]
 
 
 def write_canonical(conn: Connection, table: Table, records: Sequence[CanonicalRecord]) -> None:
@@ -89,9 +101,13 @@ def write_canonical(conn: Connection, table: Table, records: Sequence[CanonicalR
     upsert(conn, table, rows, ("source", "source_id"), only_if_not_older="updated_at")
 
 
-def delete_canonical(conn: Connection, table: Table, source: str, source_ids: Sequence[str]) -> None:
+def delete_canonical(
+    conn: Connection, table: Table, source: str, source_ids: Sequence[str]
+) -> None:
     if source_ids:
-        conn.execute(delete(table).where(table.c.source == source, table.c.source_id.in_(list(source_ids))))
+        conn.execute(
+            delete(table).where(table.c.source == source, table.c.source_id.in_(list(source_ids)))
+        )
 
 
 # -- cursors ------------------------------------------------------------------
@@ -99,12 +115,16 @@ def delete_canonical(conn: Connection, table: Table, source: str, source_ids: Se
 
 def read_cursor(conn: Connection, source: str, stream: str) -> Cursor | None:
     row = conn.execute(
-        select(state_table.c.cursor).where(state_table.c.source == source, state_table.c.stream == stream)
+        select(state_table.c.cursor).where(
+            state_table.c.source == source, state_table.c.stream == stream
+        )
     ).first()
     return dict(row.cursor) if row and row.cursor else None
 
 
-def save_cursor(conn: Connection, source: str, stream: str, cursor: Cursor | None, run_id: str, *, success: bool) -> None:
+def save_cursor(
+    conn: Connection, source: str, stream: str, cursor: Cursor | None, run_id: str, *, success: bool
+) -> None:
     row: dict[str, Any] = {
         "source": source,
         "stream": stream,
@@ -163,15 +183,27 @@ def count_page(conn: Connection, run_id: str, fetched: int, written: int, skippe
 
 
 def finish_run(conn: Connection, run_id: str, outcome: str, error: str | None = None) -> None:
-    conn.execute(update(run_table).where(run_table.c.id == run_id).values(outcome=outcome, finished_at=now(), error=error))
+    conn.execute(
+        update(run_table)
+        .where(run_table.c.id == run_id)
+        .values(outcome=outcome, finished_at=now(), error=error)
+    )
 
 
 def close_abandoned_runs(conn: Connection, source: str, stream: str) -> int:
     """Runs still 'running' for a stream we are about to sync died without a word (kill -9)."""
     result = conn.execute(
         update(run_table)
-        .where(run_table.c.source == source, run_table.c.stream == stream, run_table.c.outcome == "running")
-        .values(outcome="abandoned", finished_at=now(), error="the process ended before the run finished")
+        .where(
+            run_table.c.source == source,
+            run_table.c.stream == stream,
+            run_table.c.outcome == "running",
+        )
+        .values(
+            outcome="abandoned",
+            finished_at=now(),
+            error="the process ended before the run finished",
+        )
     )
     return int(result.rowcount or 0)
 
@@ -208,12 +240,16 @@ def read_metric_values(
         query = query.where(c.period_end <= end)
     if dimension is not None:
         query = query.where(c.dimension == dimension)
-    return [row._mapping for row in conn.execute(query)]
+    return [cast(Mapping[str, Any], row._mapping) for row in conn.execute(query)]
 
 
-def cohort_bounds(conn: Connection, table: Table, column: str) -> tuple[datetime | None, datetime | None]:
+def cohort_bounds(
+    conn: Connection, table: Table, column: str
+) -> tuple[datetime | None, datetime | None]:
     row = conn.execute(
-        select(func.min(table.c[column]), func.max(table.c[column])).where(table.c.deleted_at.is_(None))
+        select(func.min(table.c[column]), func.max(table.c[column])).where(
+            table.c.deleted_at.is_(None)
+        )
     ).one()
     lo, hi = row
     return _as_utc(lo), _as_utc(hi)
@@ -223,7 +259,5 @@ def _as_utc(value: Any) -> datetime | None:
     """Aggregates bypass the column type on SQLite; bring them back to aware UTC."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
+    moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -80,7 +80,17 @@ def resync(
         with source_class(settings.kind)(config.connection(name)) as connector:
             for stream_name in streams:
                 results.append(
-                    _sync_stream(engine, config, connector, name, stream_name, mode, since, affected, progress)
+                    _sync_stream(
+                        engine,
+                        config,
+                        connector,
+                        name,
+                        stream_name,
+                        mode,
+                        since,
+                        affected,
+                        progress,
+                    )
                 )
     summary = SyncSummary(results)
     if affected.days:
@@ -114,11 +124,15 @@ class _StreamWriter:
         store.write_raw(conn, self.source, self.stream, run_id, page.records)
         ids = [r.source_id for r in page.records]
         cohorts = self.affected.cohort_columns(self.kind)
-        self.affected.add_rows(self.kind, store.existing_values(conn, self.table, self.source, ids, cohorts))
+        self.affected.add_rows(
+            self.kind, store.existing_values(conn, self.table, self.source, ids, cohorts)
+        )
         mapped, rejected = [], []
         for record in page.records:
             try:
-                mapped.append(self.translator.translate(record.source_id, record.updated_at, record.data))
+                mapped.append(
+                    self.translator.translate(record.source_id, record.updated_at, record.data)
+                )
             except SkippedRecord as exc:
                 skipped[str(exc)] += 1
                 rejected.append(record.source_id)
@@ -148,7 +162,10 @@ def _sync_stream(
         store.start_run(conn, result.run_id, source, stream, mode)
         cursor = store.read_cursor(conn, source, stream) if mode == "incremental" else None
     if abandoned:
-        bound.warning("earlier run ended without finishing; resuming from its last committed page", runs=abandoned)
+        bound.warning(
+            "earlier run ended without finishing; resuming from its last committed page",
+            runs=abandoned,
+        )
     bound.info("sync started", mode=mode, cursor=cursor, since=since.isoformat() if since else None)
     try:
         for page in connector.read(stream, fields=writer.fields, cursor=cursor, since=since):
@@ -156,8 +173,12 @@ def _sync_stream(
                 written = writer.write(conn, result.run_id, page, result.skipped)
                 # --since re-reads a window: it never moves the incremental cursor.
                 if page.cursor is not None and mode != "since":
-                    store.save_cursor(conn, source, stream, page.cursor, result.run_id, success=False)
-                store.count_page(conn, result.run_id, len(page.records), written, len(page.records) - written)
+                    store.save_cursor(
+                        conn, source, stream, page.cursor, result.run_id, success=False
+                    )
+                store.count_page(
+                    conn, result.run_id, len(page.records), written, len(page.records) - written
+                )
             result.pages += 1
             result.fetched += len(page.records)
             result.written += written

@@ -13,6 +13,7 @@ from mapping.model import KINDS
 from mapping.periods import GRAINS, Grain
 from mapping.tomlfile import read_toml, validate
 
+DEFAULT_GRAINS: tuple[Grain, ...] = ("week", "month", "quarter", "year")
 MetricKind = Literal["ratio", "duration", "count"]
 Statistic = Literal["median", "mean", "p90"]
 
@@ -90,7 +91,10 @@ class MetricSpec(_Strict):
         return problems
 
     def _filters(self) -> dict[str, dict[str, Any] | None]:
-        filters: dict[str, dict[str, Any] | None] = {"where": self.where, "numerator": self.numerator}
+        filters: dict[str, dict[str, Any] | None] = {
+            "where": self.where,
+            "numerator": self.numerator,
+        }
         for i, rule in enumerate(self.exclude):
             filters[f"exclude[{i}].where"] = rule.where
         return filters
@@ -116,7 +120,7 @@ class MetricSpec(_Strict):
 class Catalogue(_Strict):
     """The metric catalogue file: defaults plus ``[[metric]]`` entries with unique ids."""
 
-    grains: list[Grain] = Field(default_factory=lambda: ["week", "month", "quarter", "year"])
+    grains: list[Grain] = Field(default_factory=lambda: list(DEFAULT_GRAINS))
     metric: list[MetricSpec]
 
     @model_validator(mode="after")

@@ -69,7 +69,9 @@ def parse_filter(spec: Mapping[str, Any]) -> tuple[Filter, list[tuple[str, str]]
         elif isinstance(value, dict):
             for op, operand in value.items():
                 if op not in OPERATORS:
-                    problems.append((f"{name}.{op}", f"unknown operator; use one of {sorted(OPERATORS)}"))
+                    problems.append(
+                        (f"{name}.{op}", f"unknown operator; use one of {sorted(OPERATORS)}")
+                    )
                 elif op in ("in", "not_in"):
                     if not isinstance(operand, list):
                         problems.append((f"{name}.{op}", "needs a list"))

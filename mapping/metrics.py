@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -54,7 +54,7 @@ def _percentile(samples: Sequence[float], q: float) -> float:
     return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
 
 
-STATISTICS = {
+STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
     "median": statistics.median,
     "mean": statistics.fmean,
     "p90": lambda s: _percentile(s, 90),
@@ -148,9 +148,13 @@ def _value(metric: MetricSpec, period: Period, dimension: str, bucket: _Bucket) 
         n = len(bucket.samples)
         value = STATISTICS[metric.statistic](bucket.samples) if n else None
         total = sum(bucket.samples)
-        return MetricValue(metric.id, period, dimension, value, total if n else None, n or None, n, excluded)
+        return MetricValue(
+            metric.id, period, dimension, value, total if n else None, n or None, n, excluded
+        )
     n = int(bucket.denominator)
     if metric.kind == "count":
         return MetricValue(metric.id, period, dimension, float(n), float(n), None, n, excluded)
     value = 100.0 * bucket.numerator / bucket.denominator if n else None
-    return MetricValue(metric.id, period, dimension, value, bucket.numerator, bucket.denominator, n, excluded)
+    return MetricValue(
+        metric.id, period, dimension, value, bucket.numerator, bucket.denominator, n, excluded
+    )

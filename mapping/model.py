@@ -78,8 +78,18 @@ INCIDENT = KindSchema(
             {"phone", "email", "self_service", "chat", "walk_in", "monitoring", "other"}
         ),
         "close_code": frozenset(
-            {"solved", "workaround", "duplicate", "user_error", "resolved_by_caller",
-             "resolved_by_change", "resolved_by_problem", "known_error", "not_solved", "other"}
+            {
+                "solved",
+                "workaround",
+                "duplicate",
+                "user_error",
+                "resolved_by_caller",
+                "resolved_by_change",
+                "resolved_by_problem",
+                "known_error",
+                "not_solved",
+                "other",
+            }
         ),
     },
 )

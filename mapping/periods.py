@@ -73,7 +73,9 @@ def _label(first: date, grain: Grain) -> str:
 
 def _period(first: date, grain: Grain, zone: ZoneInfo) -> Period:
     end = _next_first_day(first, grain)
-    return Period(_local_midnight(first, zone), _local_midnight(end, zone), grain, _label(first, grain))
+    return Period(
+        _local_midnight(first, zone), _local_midnight(end, zone), grain, _label(first, grain)
+    )
 
 
 def period_containing(moment: datetime, grain: Grain, zone: ZoneInfo) -> Period:
@@ -90,7 +92,9 @@ def previous_period(period: Period, zone: ZoneInfo) -> Period:
     if period.grain == "range":
         length = period.end - period.start
         start, end = period.start - length, period.start
-        return Period(start, end, "range", f"{_day(start, zone)}..{_day(end - timedelta(seconds=1), zone)}")
+        return Period(
+            start, end, "range", f"{_day(start, zone)}..{_day(end - timedelta(seconds=1), zone)}"
+        )
     return period_containing(period.start - timedelta(seconds=1), period.grain, zone)
 
 
@@ -113,7 +117,9 @@ def date_range(first: date, last: date, zone: ZoneInfo) -> Period:
     if last < first:
         raise ValueError(f"range ends ({last}) before it starts ({first})")
     end = _local_midnight(last + timedelta(days=1), zone)
-    return Period(_local_midnight(first, zone), end, "range", f"{first.isoformat()}..{last.isoformat()}")
+    return Period(
+        _local_midnight(first, zone), end, "range", f"{first.isoformat()}..{last.isoformat()}"
+    )
 
 
 _PATTERNS: tuple[tuple[re.Pattern[str], Grain], ...] = (
@@ -129,8 +135,8 @@ def parse_period(text: str, zone: ZoneInfo) -> Period:
     """``2026-10-05``, ``2026-W40``, ``2026-10``, ``2026-Q3``, ``2026`` or ``FIRST..LAST`` days."""
     text = text.strip()
     if ".." in text:
-        first, _, last = text.partition("..")
-        return date_range(date.fromisoformat(first), date.fromisoformat(last), zone)
+        first_text, _, last_text = text.partition("..")
+        return date_range(date.fromisoformat(first_text), date.fromisoformat(last_text), zone)
     for pattern, grain in _PATTERNS:
         match = pattern.match(text)
         if not match:

@@ -92,5 +92,7 @@ def load_mapping(path: Path) -> MappingSpec:
     data: dict[str, Any] = read_toml(path)
     spec = validate(MappingSpec, data, path)
     if not spec.kind_maps():
-        raise SpecError(str(path), [("", f"maps no record kind; add one of [{'], ['.join(KINDS)}]")])
+        raise SpecError(
+            str(path), [("", f"maps no record kind; add one of [{'], ['.join(KINDS)}]")]
+        )
     return spec

@@ -41,7 +41,9 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
     """One (key, message) per pydantic error, without echoing input values (secrets)."""
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(
+            p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        )
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"

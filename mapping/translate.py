@@ -21,14 +21,18 @@ class SkippedRecord(Exception):
 class Translator:
     """Translates records of one stream with one mapping; built once per run, used per record."""
 
-    def __init__(self, schema: KindSchema, kind_map: KindMap, spec: MappingSpec, source: str) -> None:
+    def __init__(
+        self, schema: KindSchema, kind_map: KindMap, spec: MappingSpec, source: str
+    ) -> None:
         self.schema = schema
         self._map = kind_map
         self._spec = spec
         self._source = source
         self._zone: tzinfo = ZoneInfo(spec.timezone)
 
-    def translate(self, source_id: str, updated_at: datetime, data: Mapping[str, Any]) -> CanonicalRecord:
+    def translate(
+        self, source_id: str, updated_at: datetime, data: Mapping[str, Any]
+    ) -> CanonicalRecord:
         record: CanonicalRecord = {
             "source": self._source,
             "source_id": source_id,
@@ -43,7 +47,9 @@ class Translator:
                 raise SkippedRecord(f"{name}: {exc}") from None
             if kind == "code":
                 record[f"{name}_original"] = value
-                record[name] = self._map.values.get(name, {}).get(value) if value is not None else None
+                record[name] = (
+                    self._map.values.get(name, {}).get(value) if value is not None else None
+                )
             else:
                 record[name] = value
         return record

@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--count", type=int, default=5000, help="generated incidents")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--load", type=Path, help="JSON-lines file of incident records to serve instead")
+    parser.add_argument(
+        "--load", type=Path, help="JSON-lines file of incident records to serve instead"
+    )
     parser.add_argument("--user", default="admin")
     parser.add_argument("--password", default="sandbox")
     args = parser.parse_args(argv)
@@ -27,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         instance.load(generate(args.count, seed=args.seed))
         count = args.count
     running = serve(instance, args.port)
-    print(f"ServiceNow sandbox with {count} incidents at {running.url} (user {args.user})", flush=True)
+    print(
+        f"ServiceNow sandbox with {count} incidents at {running.url} (user {args.user})", flush=True
+    )
     try:
         while True:
             time.sleep(3600)

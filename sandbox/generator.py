@@ -27,7 +27,13 @@ PRIORITIES = {
     "5": (0.055, 90.0, 240.0),
 }
 # priority -> (impact, urgency) consistent with the base lookup (sum 2->1 ... 6->5)
-IMPACT_URGENCY = {"1": ("1", "1"), "2": ("1", "2"), "3": ("2", "2"), "4": ("2", "3"), "5": ("3", "3")}
+IMPACT_URGENCY = {
+    "1": ("1", "1"),
+    "2": ("1", "2"),
+    "3": ("2", "2"),
+    "4": ("2", "3"),
+    "5": ("3", "3"),
+}
 GROUPS = (
     ("Service Desk", "1", 0.0),
     ("Desktop Support", "2", 0.35),
@@ -37,7 +43,13 @@ GROUPS = (
     ("Identity & Access", "2", 0.1),
 )
 CATEGORIES = ("inquiry", "software", "hardware", "network", "database")
-CONTACT_TYPES = (("phone", 0.35), ("email", 0.25), ("self-service", 0.3), ("chat", 0.07), ("walk-in", 0.03))
+CONTACT_TYPES = (
+    ("phone", 0.35),
+    ("email", 0.25),
+    ("self-service", 0.3),
+    ("chat", 0.07),
+    ("walk-in", 0.03),
+)
 CLOSE_CODES = (
     ("Solution provided", 0.7),
     ("Workaround provided", 0.12),
@@ -132,11 +144,11 @@ def _incident(
     opened = _arrival(rng, start, days)
     reassignments = min(int(rng.expovariate(1.4)), 6)
     hours = math.exp(rng.gauss(math.log(median_hours), 1.0)) * (1 + 0.35 * reassignments)
-    resolved: datetime | None = opened + timedelta(hours=hours)
     reopens = 0
     if rng.random() < 0.06:
         reopens = 1 if rng.random() < 0.85 else 2
-        resolved = resolved + timedelta(hours=rng.uniform(4, 72) * reopens)  # type: ignore[operator]
+        hours += rng.uniform(4, 72) * reopens  # the reopened work adds to the last resolution
+    resolved: datetime | None = opened + timedelta(hours=hours)
     cancelled = rng.random() < 0.02
     state, closed = "7", None
     if cancelled:

@@ -15,7 +15,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -29,7 +29,9 @@ import orjson
 from sandbox import encoded_query
 from sandbox.generator import SN_FORMAT, Dataset
 
-PATH = re.compile(r"^/api/now(?:/v(?P<version>[12]))?/table/(?P<table>[A-Za-z0-9_]+)(?:/(?P<sys_id>[0-9a-f]{32}))?/?$")
+PATH = re.compile(
+    r"^/api/now(?:/v(?P<version>[12]))?/table/(?P<table>[A-Za-z0-9_]+)(?:/(?P<sys_id>[0-9a-f]{32}))?/?$"
+)
 DEFAULT_LIMIT = 10000
 REFERENCES: dict[str, dict[str, str]] = {
     "incident": {"assignment_group": "sys_user_group"},
@@ -52,6 +54,9 @@ class ServiceNowInstance:
     tables: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     latency_seconds: float = 0.0
     requests_served: int = 0
+    # Called with the running request count before a list request is answered:
+    # tests use it to change data between the pages of a sync.
+    before_list: Callable[[int], None] | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # -- data -----------------------------------------------------------------
@@ -133,7 +138,9 @@ class ServiceNowInstance:
             raise ApiError(400, f"Invalid table {table}", f"Table {table} does not exist")
         return self.tables[table]
 
-    def _render(self, table: str, record: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+    def _render(
+        self, table: str, record: Mapping[str, Any], params: Mapping[str, str]
+    ) -> dict[str, Any]:
         wanted = [f for f in params.get("sysparm_fields", "").split(",") if f]
         display = params.get("sysparm_display_value", "false").lower() or "false"
         exclude_link = _flag(params.get("sysparm_exclude_reference_link"))
@@ -175,7 +182,9 @@ def _positive_int(value: str | None, default: int, name: str) -> int:
     if value in (None, ""):
         return default
     if not value.isdigit() or int(value) <= 0:
-        raise ApiError(400, f"Invalid value given for {name}", f"{name} value must be a positive integer")
+        raise ApiError(
+            400, f"Invalid value given for {name}", f"{name} value must be a positive integer"
+        )
     return int(value)
 
 
@@ -183,11 +192,15 @@ def _non_negative_int(value: str | None, name: str) -> int:
     if value in (None, ""):
         return 0
     if not value.isdigit():
-        raise ApiError(400, f"Invalid value given for {name}", f"{name} must be a non-negative integer")
+        raise ApiError(
+            400, f"Invalid value given for {name}", f"{name} must be a non-negative integer"
+        )
     return int(value)
 
 
-def link_header(base: str, path: str, params: Mapping[str, str], total: int, limit: int, offset: int) -> str:
+def link_header(
+    base: str, path: str, params: Mapping[str, str], total: int, limit: int, offset: int
+) -> str:
     """``Link`` with first/prev/next/last, repeating the caller's parameters."""
 
     def url(new_offset: int) -> str:
@@ -208,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the emulator must not spam test output."""
 
     def do_GET(self) -> None:
@@ -225,19 +238,32 @@ class _Handler(BaseHTTPRequestHandler):
             if instance.latency_seconds:
                 time.sleep(instance.latency_seconds)
             table, sys_id = match["table"], match["sys_id"]
+            if instance.before_list and not sys_id:
+                instance.before_list(instance.requests_served)
             if sys_id:
                 self._send(200, {"result": instance.get(table, sys_id, params)})
                 return
             rows, total, limit, offset = instance.list_records(table, params)
             headers = {"X-Total-Count": str(total)}
             if not _flag(params.get("sysparm_suppress_pagination_header")):
-                headers["Link"] = link_header(self.server.base_url, parts.path, params, total, limit, offset)
+                headers["Link"] = link_header(
+                    self.server.base_url, parts.path, params, total, limit, offset
+                )
             self._send(200, {"result": rows}, headers)
         except ApiError as exc:
-            self._send(exc.status, {"error": {"message": exc.message, "detail": exc.detail}, "status": "failure"})
+            self._send(
+                exc.status,
+                {"error": {"message": exc.message, "detail": exc.detail}, "status": "failure"},
+            )
 
     def do_POST(self) -> None:
-        self._send(405, {"error": {"message": "Method not supported by the sandbox", "detail": None}, "status": "failure"})
+        self._send(
+            405,
+            {
+                "error": {"message": "Method not supported by the sandbox", "detail": None},
+                "status": "failure",
+            },
+        )
 
     def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         payload = orjson.dumps(body)
@@ -265,7 +291,10 @@ class RunningSandbox:
     def __init__(self, instance: ServiceNowInstance, port: int = 0) -> None:
         self.instance = instance
         self._server = _Server(instance, port)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="snow-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05}, name="snow-sandbox", daemon=True
+        )
         self._thread.start()
 
     @property

@@ -1,0 +1,71 @@
+"""The ServiceNow emulator over real HTTP: auth, parameters, headers, envelopes, references."""
+
+from __future__ import annotations
+
+import requests
+
+from sandbox.servicenow import RunningSandbox
+from tests.conftest import SANDBOX_PASSWORD, SANDBOX_USER
+
+AUTH = (SANDBOX_USER, SANDBOX_PASSWORD)
+
+
+def get(snow: RunningSandbox, path: str, **params: str) -> requests.Response:
+    return requests.get(f"{snow.url}{path}", params=params, auth=AUTH, timeout=10)
+
+
+def test_bad_credentials_get_the_401_envelope(snow: RunningSandbox) -> None:
+    response = requests.get(f"{snow.url}/api/now/table/incident", auth=(SANDBOX_USER, "wrong"), timeout=10)
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"},
+        "status": "failure",
+    }
+
+
+def test_limit_zero_is_rejected_and_unknown_table_is_400(snow: RunningSandbox) -> None:
+    assert get(snow, "/api/now/table/incident", sysparm_limit="0").status_code == 400
+    response = get(snow, "/api/now/v2/table/nope")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "Invalid table nope"
+
+
+def test_paging_headers_and_string_values(snow: RunningSandbox) -> None:
+    response = get(snow, "/api/now/table/incident", sysparm_limit="100", sysparm_offset="200", sysparm_query="ORDERBYsys_id")
+    assert response.headers["X-Total-Count"] == "600"
+    links = response.headers["Link"]
+    for rel in ("first", "prev", "next", "last"):
+        assert f'rel="{rel}"' in links
+    by_rel = {part.split(";rel=")[1].strip('"'): part for part in links.split(",")}
+    assert "sysparm_offset=300" in by_rel["next"]
+    assert "sysparm_offset=100" in by_rel["prev"]
+    assert "sysparm_offset=500" in by_rel["last"]
+    assert "sysparm_query=ORDERBYsys_id" in by_rel["next"]
+    rows = response.json()["result"]
+    assert len(rows) == 100
+    scalars = [v for row in rows for k, v in row.items() if k != "assignment_group"]
+    assert all(isinstance(v, str) for v in scalars)
+
+
+def test_fields_and_reference_matrix(snow: RunningSandbox) -> None:
+    query = {"sysparm_query": "ORDERBYsys_id", "sysparm_limit": "1", "sysparm_fields": "sys_id,assignment_group,nonsense"}
+    plain = get(snow, "/api/now/table/incident", **query).json()["result"][0]
+    assert set(plain) == {"sys_id", "assignment_group"}
+    assert set(plain["assignment_group"]) == {"link", "value"}
+    excluded = get(snow, "/api/now/table/incident", sysparm_exclude_reference_link="true", **query).json()["result"][0]
+    assert excluded["assignment_group"] == plain["assignment_group"]["value"]
+    display = get(snow, "/api/now/table/incident", sysparm_display_value="true", sysparm_exclude_reference_link="true", **query).json()["result"][0]
+    assert display["assignment_group"] in {g["name"] for g in snow.instance.records("sys_user_group")}
+
+
+def test_single_record_and_missing_record(snow: RunningSandbox) -> None:
+    sys_id = snow.instance.records("incident")[0]["sys_id"]
+    assert get(snow, f"/api/now/table/incident/{sys_id}").json()["result"]["sys_id"] == sys_id
+    missing = get(snow, f"/api/now/table/incident/{'0' * 32}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "No Record found"
+
+
+def test_no_orderby_means_no_stable_order(snow: RunningSandbox) -> None:
+    orders = {tuple(r["sys_id"] for r in get(snow, "/api/now/table/incident", sysparm_limit="50", sysparm_fields="sys_id").json()["result"]) for _ in range(3)}
+    assert len(orders) > 1
