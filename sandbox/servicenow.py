@@ -293,7 +293,9 @@ class RunningSandbox:
         self._server = _Server(instance, port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05}, name="snow-sandbox", daemon=True
+            kwargs={"poll_interval": 0.05},
+            name="snow-sandbox",
+            daemon=True,
         )
         self._thread.start()
 

@@ -49,7 +49,9 @@ def postgres_admin() -> Iterator[sa.Engine]:
     engine = _postgres_admin()
     if engine is None:
         if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required here (ITBSC_REQUIRE_POSTGRES=1) but {PG_URL} is unreachable")
+            pytest.fail(
+                f"PostgreSQL is required here (ITBSC_REQUIRE_POSTGRES=1) but {PG_URL} is unreachable"
+            )
         pytest.skip(f"PostgreSQL not reachable at {PG_URL} (set ITBSC_TEST_PG_URL); CI requires it")
     yield engine
     engine.dispose()

@@ -27,7 +27,14 @@ def mock() -> Iterator[responses.RequestsMock]:
 
 @pytest.fixture
 def source() -> Iterator[ServiceNowSource]:
-    params = ConnectionParams(name="acme", url=BASE, username="itbsc", password=Secret(PASSWORD), page_size=2, max_retries=0)
+    params = ConnectionParams(
+        name="acme",
+        url=BASE,
+        username="itbsc",
+        password=Secret(PASSWORD),
+        page_size=2,
+        max_retries=0,
+    )
     with ServiceNowSource(params) as src:
         yield src
 
@@ -36,7 +43,13 @@ def rec(sys_id: str, updated: str) -> dict[str, Any]:
     return {"sys_id": sys_id, "sys_updated_on": updated, "state": "6"}
 
 
-def expect(mock: responses.RequestsMock, query: str, rows: list[dict[str, Any]], total: int, offset: int = 0) -> None:
+def expect(
+    mock: responses.RequestsMock,
+    query: str,
+    rows: list[dict[str, Any]],
+    total: int,
+    offset: int = 0,
+) -> None:
     params = {
         "sysparm_query": query,
         "sysparm_limit": "2",
@@ -62,7 +75,9 @@ def after(updated: str, sys_id: str) -> str:
     return f"sys_updated_on={updated}^sys_id>{sys_id}^NQsys_updated_on>{updated}^{ORDER}"
 
 
-def test_keyset_pages_raw_values_and_only_the_mapped_fields(mock: responses.RequestsMock, source: ServiceNowSource) -> None:
+def test_keyset_pages_raw_values_and_only_the_mapped_fields(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
     expect(mock, ORDER, [rec("a", "2026-01-01 00:00:00"), rec("b", "2026-01-01 00:00:00")], total=3)
     expect(mock, after("2026-01-01 00:00:00", "b"), [rec("c", "2026-01-02 00:00:00")], total=1)
     pages = list(source.read("incident", fields=["state"]))
@@ -73,9 +88,17 @@ def test_keyset_pages_raw_values_and_only_the_mapped_fields(mock: responses.Requ
     assert mock.calls[0].request.headers["Authorization"].startswith("Basic ")
 
 
-def test_resumes_strictly_after_the_cursor(mock: responses.RequestsMock, source: ServiceNowSource) -> None:
+def test_resumes_strictly_after_the_cursor(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
     expect(mock, after("2026-01-05 10:00:00", "x"), [], total=0)
-    pages = list(source.read("incident", fields=["state"], cursor={"sys_updated_on": "2026-01-05 10:00:00", "sys_id": "x"}))
+    pages = list(
+        source.read(
+            "incident",
+            fields=["state"],
+            cursor={"sys_updated_on": "2026-01-05 10:00:00", "sys_id": "x"},
+        )
+    )
     assert pages == [pages[0]] and pages[0].records == []
 
 
@@ -85,7 +108,9 @@ def test_since_is_a_utc_literal(mock: responses.RequestsMock, source: ServiceNow
     list(source.read("incident", fields=["state"], since=since))
 
 
-def test_short_page_mid_set_does_not_end_the_stream(mock: responses.RequestsMock, source: ServiceNowSource) -> None:
+def test_short_page_mid_set_does_not_end_the_stream(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
     # ACLs removed one row of the first window: 1 row back, but 3 match.
     expect(mock, ORDER, [rec("a", "2026-01-01 00:00:00")], total=3)
     expect(mock, after("2026-01-01 00:00:00", "a"), [rec("c", "2026-01-02 00:00:00")], total=2)
@@ -93,15 +118,29 @@ def test_short_page_mid_set_does_not_end_the_stream(mock: responses.RequestsMock
     assert ids == ["a", "c"]
 
 
-def test_window_hidden_entirely_is_stepped_over_with_offset(mock: responses.RequestsMock, source: ServiceNowSource) -> None:
+def test_window_hidden_entirely_is_stepped_over_with_offset(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
     expect(mock, ORDER, [], total=3)
     expect(mock, ORDER, [rec("c", "2026-01-02 00:00:00")], total=3, offset=2)
     ids = [r.source_id for p in source.read("incident", fields=["state"]) for r in p.records]
     assert ids == ["c"]
 
 
-def test_401_names_source_and_what_to_check_without_the_password(mock: responses.RequestsMock, source: ServiceNowSource) -> None:
-    mock.get(TABLE, status=401, json={"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}, "status": "failure"})
+def test_401_names_source_and_what_to_check_without_the_password(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
+    mock.get(
+        TABLE,
+        status=401,
+        json={
+            "error": {
+                "message": "User Not Authenticated",
+                "detail": "Required to provide Auth information",
+            },
+            "status": "failure",
+        },
+    )
     with pytest.raises(SourceAuthError) as info:
         list(source.read("incident", fields=["state"]))
     message = str(info.value)
@@ -109,21 +148,34 @@ def test_401_names_source_and_what_to_check_without_the_password(mock: responses
     assert "password" in message and PASSWORD not in message
 
 
-def test_server_error_after_retries_is_transient(mock: responses.RequestsMock, source: ServiceNowSource) -> None:
+def test_server_error_after_retries_is_transient(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
     mock.get(TABLE, status=503, body="<html>maintenance</html>")
     with pytest.raises(TransientSourceError, match="HTTP 503"):
         list(source.read("incident", fields=["state"]))
 
 
-@pytest.mark.parametrize("body", ['{"result": [{"sys_id": "a", "sys_upd', "<html>login</html>", '{"nothing": []}'])
-def test_truncated_or_foreign_bodies_are_malformed(mock: responses.RequestsMock, source: ServiceNowSource, body: str) -> None:
+@pytest.mark.parametrize(
+    "body", ['{"result": [{"sys_id": "a", "sys_upd', "<html>login</html>", '{"nothing": []}']
+)
+def test_truncated_or_foreign_bodies_are_malformed(
+    mock: responses.RequestsMock, source: ServiceNowSource, body: str
+) -> None:
     mock.get(TABLE, body=body, headers={"X-Total-Count": "1"})
     with pytest.raises(MalformedResponseError, match="'acme'"):
         list(source.read("incident", fields=["state"]))
 
 
-def test_a_page_that_goes_backwards_stops_instead_of_looping(mock: responses.RequestsMock, source: ServiceNowSource) -> None:
+def test_a_page_that_goes_backwards_stops_instead_of_looping(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
     expect(mock, ORDER, [rec("a", "2026-01-02 00:00:00"), rec("b", "2026-01-02 00:00:00")], total=4)
-    expect(mock, after("2026-01-02 00:00:00", "b"), [rec("a", "2026-01-01 00:00:00"), rec("b", "2026-01-02 00:00:00")], total=4)
+    expect(
+        mock,
+        after("2026-01-02 00:00:00", "b"),
+        [rec("a", "2026-01-01 00:00:00"), rec("b", "2026-01-02 00:00:00")],
+        total=4,
+    )
     with pytest.raises(MalformedResponseError, match="keyset order"):
         list(source.read("incident", fields=["state"]))

@@ -104,5 +104,7 @@ def test_cohort_uses_reporting_zone_boundaries(catalogue: Catalogue) -> None:
 
 def test_grains_are_evaluated_together(catalogue: Catalogue) -> None:
     q2 = parse_period("2026-Q2", AMS)
-    values = evaluate(catalogue.by_id()["C4"], [incident(at(3)), incident(at(3, 6))], [MAY, JUNE, q2])
+    values = evaluate(
+        catalogue.by_id()["C4"], [incident(at(3)), incident(at(3, 6))], [MAY, JUNE, q2]
+    )
     assert only_all(values, "2026-Q2").n == 2

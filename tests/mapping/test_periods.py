@@ -58,7 +58,12 @@ def test_previous_of_january_is_december() -> None:
 
 
 def test_periods_between_covers_the_interval() -> None:
-    labels = [p.label for p in periods_between(parse_period("2026-01", AMS).start, parse_period("2026-03", AMS).end, "month", AMS)]
+    labels = [
+        p.label
+        for p in periods_between(
+            parse_period("2026-01", AMS).start, parse_period("2026-03", AMS).end, "month", AMS
+        )
+    ]
     assert labels == ["2026-01", "2026-02", "2026-03"]
 
 

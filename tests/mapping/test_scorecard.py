@@ -62,7 +62,9 @@ def test_roll_up_ignores_grey_and_reports_perspectives_without_data(catalogue: C
     assert any("Financial" in note for note in result.notes)
 
 
-def test_scorecard_naming_an_unknown_metric_is_refused(tmp_path: Path, catalogue: Catalogue) -> None:
+def test_scorecard_naming_an_unknown_metric_is_refused(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
     text = (config_dir() / "scorecard.toml").read_text().replace('metric = "C4"', 'metric = "C99"')
     (tmp_path / "scorecard.toml").write_text(text)
     with pytest.raises(SpecError) as info:

@@ -43,21 +43,30 @@ def test_raw_dates_are_utc_and_fallbacks_apply(translator: Translator) -> None:
     record = translator.translate(
         "abc",
         UPDATED,
-        {"opened_at": "", "sys_created_on": "2026-03-29 00:30:00", "resolved_at": "2026-03-29 02:15:00"},
+        {
+            "opened_at": "",
+            "sys_created_on": "2026-03-29 00:30:00",
+            "resolved_at": "2026-03-29 02:15:00",
+        },
     )
     assert record["opened_at"] == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
     assert record["resolved_at"] == datetime(2026, 3, 29, 2, 15, tzinfo=UTC)
     assert record["closed_at"] is None
 
 
-def test_types_strings_become_ints_bools_and_references_their_sys_id(translator: Translator) -> None:
+def test_types_strings_become_ints_bools_and_references_their_sys_id(
+    translator: Translator,
+) -> None:
     record = translator.translate(
         "abc",
         UPDATED,
         {
             "reopen_count": "2",
             "made_sla": "false",
-            "assignment_group": {"link": "https://x/api/now/table/sys_user_group/g1", "value": "g1"},
+            "assignment_group": {
+                "link": "https://x/api/now/table/sys_user_group/g1",
+                "value": "g1",
+            },
         },
     )
     assert record["reopen_count"] == 2

@@ -6,11 +6,40 @@ from typing import Any
 
 from sandbox.encoded_query import parse, sort_key
 
-FIELDS = ("sys_id", "priority", "state", "short_description", "resolved_at", "sys_updated_on", "order_ref")
+FIELDS = (
+    "sys_id",
+    "priority",
+    "state",
+    "short_description",
+    "resolved_at",
+    "sys_updated_on",
+    "order_ref",
+)
 ROWS: list[dict[str, Any]] = [
-    {"sys_id": "a", "priority": "1", "state": "2", "short_description": "VPN down", "resolved_at": "", "sys_updated_on": "2026-01-02 00:00:00"},
-    {"sys_id": "b", "priority": "3", "state": "6", "short_description": "Printer", "resolved_at": "2026-01-03 10:00:00", "sys_updated_on": "2026-01-03 10:00:00"},
-    {"sys_id": "c", "priority": "10", "state": "7", "short_description": "vpn slow", "resolved_at": "2026-01-01 09:00:00", "sys_updated_on": "2026-01-02 00:00:00"},
+    {
+        "sys_id": "a",
+        "priority": "1",
+        "state": "2",
+        "short_description": "VPN down",
+        "resolved_at": "",
+        "sys_updated_on": "2026-01-02 00:00:00",
+    },
+    {
+        "sys_id": "b",
+        "priority": "3",
+        "state": "6",
+        "short_description": "Printer",
+        "resolved_at": "2026-01-03 10:00:00",
+        "sys_updated_on": "2026-01-03 10:00:00",
+    },
+    {
+        "sys_id": "c",
+        "priority": "10",
+        "state": "7",
+        "short_description": "vpn slow",
+        "resolved_at": "2026-01-01 09:00:00",
+        "sys_updated_on": "2026-01-02 00:00:00",
+    },
 ]
 
 

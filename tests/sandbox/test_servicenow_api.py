@@ -15,10 +15,15 @@ def get(snow: RunningSandbox, path: str, **params: str) -> requests.Response:
 
 
 def test_bad_credentials_get_the_401_envelope(snow: RunningSandbox) -> None:
-    response = requests.get(f"{snow.url}/api/now/table/incident", auth=(SANDBOX_USER, "wrong"), timeout=10)
+    response = requests.get(
+        f"{snow.url}/api/now/table/incident", auth=(SANDBOX_USER, "wrong"), timeout=10
+    )
     assert response.status_code == 401
     assert response.json() == {
-        "error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"},
+        "error": {
+            "message": "User Not Authenticated",
+            "detail": "Required to provide Auth information",
+        },
         "status": "failure",
     }
 
@@ -31,7 +36,13 @@ def test_limit_zero_is_rejected_and_unknown_table_is_400(snow: RunningSandbox) -
 
 
 def test_paging_headers_and_string_values(snow: RunningSandbox) -> None:
-    response = get(snow, "/api/now/table/incident", sysparm_limit="100", sysparm_offset="200", sysparm_query="ORDERBYsys_id")
+    response = get(
+        snow,
+        "/api/now/table/incident",
+        sysparm_limit="100",
+        sysparm_offset="200",
+        sysparm_query="ORDERBYsys_id",
+    )
     assert response.headers["X-Total-Count"] == "600"
     links = response.headers["Link"]
     for rel in ("first", "prev", "next", "last"):
@@ -48,14 +59,28 @@ def test_paging_headers_and_string_values(snow: RunningSandbox) -> None:
 
 
 def test_fields_and_reference_matrix(snow: RunningSandbox) -> None:
-    query = {"sysparm_query": "ORDERBYsys_id", "sysparm_limit": "1", "sysparm_fields": "sys_id,assignment_group,nonsense"}
+    query = {
+        "sysparm_query": "ORDERBYsys_id",
+        "sysparm_limit": "1",
+        "sysparm_fields": "sys_id,assignment_group,nonsense",
+    }
     plain = get(snow, "/api/now/table/incident", **query).json()["result"][0]
     assert set(plain) == {"sys_id", "assignment_group"}
     assert set(plain["assignment_group"]) == {"link", "value"}
-    excluded = get(snow, "/api/now/table/incident", sysparm_exclude_reference_link="true", **query).json()["result"][0]
+    excluded = get(
+        snow, "/api/now/table/incident", sysparm_exclude_reference_link="true", **query
+    ).json()["result"][0]
     assert excluded["assignment_group"] == plain["assignment_group"]["value"]
-    display = get(snow, "/api/now/table/incident", sysparm_display_value="true", sysparm_exclude_reference_link="true", **query).json()["result"][0]
-    assert display["assignment_group"] in {g["name"] for g in snow.instance.records("sys_user_group")}
+    display = get(
+        snow,
+        "/api/now/table/incident",
+        sysparm_display_value="true",
+        sysparm_exclude_reference_link="true",
+        **query,
+    ).json()["result"][0]
+    assert display["assignment_group"] in {
+        g["name"] for g in snow.instance.records("sys_user_group")
+    }
 
 
 def test_single_record_and_missing_record(snow: RunningSandbox) -> None:
@@ -67,5 +92,13 @@ def test_single_record_and_missing_record(snow: RunningSandbox) -> None:
 
 
 def test_no_orderby_means_no_stable_order(snow: RunningSandbox) -> None:
-    orders = {tuple(r["sys_id"] for r in get(snow, "/api/now/table/incident", sysparm_limit="50", sysparm_fields="sys_id").json()["result"]) for _ in range(3)}
+    orders = {
+        tuple(
+            r["sys_id"]
+            for r in get(
+                snow, "/api/now/table/incident", sysparm_limit="50", sysparm_fields="sys_id"
+            ).json()["result"]
+        )
+        for _ in range(3)
+    }
     assert len(orders) > 1

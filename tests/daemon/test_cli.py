@@ -1,0 +1,151 @@
+"""The CLI a user types: resync, metrics, scorecard, status, recompute, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from daemon.cli import app
+from sandbox.servicenow import RunningSandbox
+from tests.conftest import SANDBOX_PASSWORD, write_config
+
+ENV = {"ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD}
+
+
+@pytest.fixture
+def synced(snow: RunningSandbox, tmp_path: Path) -> Path:
+    files = write_config(tmp_path, url=snow.url, db_url="sqlite:///itbsc.db")
+    result = CliRunner().invoke(app, ["--config", str(files.path), "resync"], env=ENV)
+    assert result.exit_code == 0, result.output
+    return files.path
+
+
+def run(config: Path, *args: str) -> str:
+    result = CliRunner().invoke(app, ["--config", str(config), *args], env=ENV)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_metrics_json_for_an_exact_range(synced: Path) -> None:
+    objects = json.loads(
+        run(
+            synced,
+            "metrics",
+            "--metric",
+            "C4",
+            "--from",
+            "2026-05-01",
+            "--to",
+            "2026-05-31",
+            "--format",
+            "json",
+        )
+    )
+    (overall,) = [o for o in objects if o["dimension"] == "all"]
+    assert {
+        "metric",
+        "grain",
+        "period",
+        "dimension",
+        "value",
+        "numerator",
+        "denominator",
+        "n",
+    } <= set(overall)
+    assert (overall["metric"], overall["grain"], overall["period"]) == (
+        "C4",
+        "range",
+        "2026-05-01..2026-05-31",
+    )
+    stored = json.loads(
+        run(synced, "metrics", "--metric", "C4", "--grain", "month", "--dimension", "all")
+    )
+    (may,) = [o for o in stored if o["period"] == "2026-05"]
+    assert may["value"] == pytest.approx(overall["value"])  # the May range is the May month
+    assert may["n"] == overall["n"] > 0
+
+
+def test_scorecard_json_has_four_perspectives_and_no_invented_values(synced: Path) -> None:
+    card = json.loads(run(synced, "scorecard", "--period", "2026-05", "--format", "json"))
+    assert [p["id"] for p in card["perspectives"]] == [
+        "customer",
+        "financial",
+        "internal",
+        "learning",
+    ]
+    measures = {
+        m["metric"]: m for p in card["perspectives"] for o in p["objectives"] for m in o["measures"]
+    }
+    assert set(measures) == {"C1", "C4", "I1"}
+    assert all(
+        m["value"] is not None and m["status"] in {"green", "amber", "red"}
+        for m in measures.values()
+    )
+    financial = card["perspectives"][1]
+    assert financial["score"] is None
+    assert card["previous_period"] == "2026-04"
+
+
+def test_scorecard_table_reads_without_colour(synced: Path) -> None:
+    text = run(synced, "scorecard", "--period", "2026-05")
+    for word in (
+        "CUSTOMER",
+        "FINANCIAL",
+        "INTERNAL BUSINESS PROCESSES",
+        "LEARNING AND GROWTH",
+        "NO DATA",
+    ):
+        assert word in text
+    assert "last successful sync: snow/incident" in text
+
+
+def test_status_json_reports_each_stream(synced: Path) -> None:
+    (row,) = json.loads(run(synced, "status", "--format", "json"))["streams"]
+    assert row["records"] == 600
+    assert row["last_run"]["outcome"] == "succeeded"
+    assert row["cursor"]["sys_id"]
+
+
+def test_recompute_remaps_stored_records_without_refetching(
+    synced: Path, snow: RunningSandbox
+) -> None:
+    mapping = synced.parent / "mappings" / "servicenow.toml"
+    mapping.write_text(mapping.read_text().replace('"3" = "P3"', '"3" = "P2"'))
+    served = snow.instance.requests_served
+    output = run(synced, "recompute")
+    assert "re-mapped 600 record(s)" in output
+    assert snow.instance.requests_served == served
+    engine = sa.create_engine(f"sqlite:///{synced.parent / 'itbsc.db'}")
+    with engine.connect() as conn:
+        priorities = {
+            r[0] for r in conn.execute(sa.text("select distinct priority from itil_incident"))
+        }
+    assert "P3" not in priorities
+
+
+def test_failed_source_exits_1_keeps_data_and_hides_the_password(
+    synced: Path, snow: RunningSandbox
+) -> None:
+    snow.instance.users.clear()
+    result = CliRunner().invoke(app, ["--config", str(synced), "resync", "--full"], env=ENV)
+    assert result.exit_code == 1
+    assert "HTTP 401" in result.output and SANDBOX_PASSWORD not in result.output
+    (row,) = json.loads(run(synced, "status", "--format", "json"))["streams"]
+    assert row["records"] == 600
+    assert row["last_run"]["outcome"] == "failed"
+    assert SANDBOX_PASSWORD not in json.dumps(row)
+    db_bytes = b"".join(p.read_bytes() for p in synced.parent.glob("itbsc.db*"))
+    assert SANDBOX_PASSWORD.encode() not in db_bytes
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo"), "--count", "800"])
+    assert result.exit_code == 0, result.output
+    assert "succeeded — 800 fetched" in result.stdout
+    for word in ("CUSTOMER", "FINANCIAL", "INTERNAL BUSINESS PROCESSES", "LEARNING AND GROWTH"):
+        assert word in result.stdout
+    assert (tmp_path / "demo" / "itbsc.toml").is_file()

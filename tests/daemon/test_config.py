@@ -1,0 +1,167 @@
+"""Every configuration problem: reported at once, naming file and key, exit 2, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from daemon.cli import app
+from daemon.defaults import config_dir
+from daemon.settings import ConfigError, find_config, load_config
+from tests.conftest import SANDBOX_PASSWORD, write_config
+
+GOOD_URL = "https://acme.service-now.com"
+
+
+def make(tmp_path: Path, replace: tuple[str, str] | None = None, append: str = "") -> Path:
+    files = write_config(tmp_path, url=GOOD_URL, db_url="sqlite:///itbsc.db", extra_source=append)
+    if replace:
+        text = files.path.read_text()
+        assert replace[0] in text
+        files.path.write_text(text.replace(*replace))
+    return files.path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD})
+    return info.value.problems
+
+
+def test_the_shipped_example_and_test_config_are_valid(tmp_path: Path) -> None:
+    config = load_config(make(tmp_path), env={"ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD})
+    assert config.database_url.database == str(tmp_path / "itbsc.db")  # relative to the config file
+    example = config_dir() / "itbsc.example.toml"
+    loaded = load_config(example, env={"ITBSC_SNOW_PASSWORD": "x"})
+    assert list(loaded.settings.sources) == ["acme-snow"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "words"),
+    [
+        (
+            ("page_size = 100", "page_size = 100\npagesize = 5"),
+            "sources.snow.pagesize",
+            "unknown key",
+        ),
+        (("page_size = 100", 'page_size = "big"'), "sources.snow.page_size", "integer"),
+        (
+            ("page_size = 100", "page_size = 0"),
+            "sources.snow.page_size",
+            "greater than or equal to 1",
+        ),
+        (
+            ('kind = "servicenow"', 'kind = "remedy"'),
+            "sources.snow.kind",
+            "unknown source kind 'remedy'",
+        ),
+        (
+            ('streams = ["incident"]', 'streams = ["incidents"]'),
+            "sources.snow.streams",
+            "incidents not offered",
+        ),
+        (
+            (f'url = "{GOOD_URL}"', 'url = "http://acme.service-now.com"'),
+            "sources.snow.url",
+            "only allowed for loopback",
+        ),
+        (
+            (f'url = "{GOOD_URL}"', 'url = "acme"'),
+            "sources.snow.url",
+            "not a full http(s) base URL",
+        ),
+        (
+            ('timezone = "Europe/Amsterdam"', 'timezone = "Mars/Olympus"'),
+            "reporting.timezone",
+            "unknown time zone",
+        ),
+        (
+            ('password_env = "ITBSC_TEST_SNOW_PASSWORD"', 'password_env = "NOPE_NOT_SET"'),
+            "sources.snow.password_env",
+            "NOPE_NOT_SET is not set",
+        ),
+        (
+            ('mapping = "mappings/servicenow.toml"', 'mapping = "mappings/missing.toml"'),
+            "(file)",
+            "file not found",
+        ),
+        (
+            ("max_retries = 1", 'max_retries = 1\nschedule = "61 * * * *"'),
+            "sources.snow.schedule",
+            "cron",
+        ),
+        (
+            ('url = "sqlite:///itbsc.db"', 'url = "oracle://x/y"'),
+            "database.url",
+            "unsupported database",
+        ),
+        (("[reporting]", "[reportng]"), "reportng", "unknown key"),
+        (("[database]", "[database\n"), "(file)", "TOML syntax error"),
+    ],
+)
+def test_each_problem_names_key_and_cause(
+    tmp_path: Path, edit: tuple[str, str], key: str, words: str
+) -> None:
+    lines = problems(make(tmp_path, edit))
+    assert any(f": {key}: " in line and words in line for line in lines), lines
+    assert all(line.startswith(str(tmp_path)) for line in lines), lines
+
+
+def test_all_problems_are_reported_together(tmp_path: Path) -> None:
+    path = make(tmp_path, ("page_size = 100", 'page_size = 0\ncolour = "blue"'))
+    lines = problems(path)
+    assert len(lines) == 2
+
+
+def test_plaintext_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    lines = problems(make(tmp_path, append='password = "hunter2-Marker"'))
+    assert any(
+        "sources.snow.password: secrets are not read from the TOML" in line for line in lines
+    )
+    assert not any("hunter2-Marker" in line for line in lines)
+
+
+def test_scorecard_with_unknown_metric_names_the_scorecard_file(tmp_path: Path) -> None:
+    path = make(tmp_path)
+    scorecard = tmp_path / "scorecard.toml"
+    scorecard.write_text(scorecard.read_text().replace('metric = "I1"', 'metric = "I99"'))
+    lines = problems(path)
+    assert any(
+        line.startswith(f"{scorecard}: ") and "unknown metric 'I99'" in line for line in lines
+    ), lines
+
+
+def test_mapping_to_a_non_standard_value_is_refused(tmp_path: Path) -> None:
+    path = make(tmp_path)
+    mapping = tmp_path / "mappings" / "servicenow.toml"
+    mapping.write_text(mapping.read_text().replace('"6" = "resolved"', '"6" = "fixed"'))
+    assert any("'fixed' is not a standard value" in line for line in problems(path))
+
+
+def test_cli_exits_2_and_writes_no_database(tmp_path: Path) -> None:
+    path = make(tmp_path, ("page_size = 100", "page_size = -1"))
+    result = CliRunner().invoke(
+        app, ["--config", str(path), "resync"], env={"ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD}
+    )
+    assert result.exit_code == 2
+    assert "sources.snow.page_size" in result.output
+    assert not (tmp_path / "itbsc.db").exists()
+
+
+def test_check_config_succeeds_on_a_good_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["--config", str(make(tmp_path)), "check-config"],
+        env={"ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD},
+    )
+    assert result.exit_code == 0, result.output
+    assert "configuration OK" in result.output
+    assert not (tmp_path / "itbsc.db").exists()
+
+
+def test_config_discovery_order(tmp_path: Path) -> None:
+    assert find_config(tmp_path / "a.toml", env={"ITBSC_CONFIG": "b.toml"}) == tmp_path / "a.toml"
+    assert find_config(None, env={"ITBSC_CONFIG": "b.toml"}) == Path("b.toml")
+    assert find_config(None, env={}) == Path("itbsc.toml")
