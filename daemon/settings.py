@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -24,6 +24,7 @@ from connectors.base import ConnectionParams, Secret
 from connectors.registry import source_class
 from mapping.catalogue import Catalogue, load_catalogue
 from mapping.errors import SpecError
+from mapping.periods import ZoneName
 from mapping.scorecard import ScorecardSpec, load_scorecard
 from mapping.spec import MappingSpec, load_mapping
 from mapping.tomlfile import read_toml, validation_problems
@@ -52,18 +53,7 @@ class DatabaseSettings(_Strict):
 
 
 class ReportingSettings(_Strict):
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (use an IANA name such as Europe/Amsterdam)"
-            ) from None
-        return value
+    timezone: ZoneName = "UTC"
 
 
 class SourceSettings(_Strict):

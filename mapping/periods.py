@@ -10,11 +10,28 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
-from zoneinfo import ZoneInfo
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator
 
 Grain = Literal["day", "week", "month", "quarter", "year", "range"]
 GRAINS: tuple[Grain, ...] = ("day", "week", "month", "quarter", "year")
+
+
+def checked_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone; a ValueError that says so otherwise (for validators)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as Europe/Amsterdam)"
+        ) from None
+    return name
+
+
+ZoneName = Annotated[str, AfterValidator(checked_zone)]
+"""A config field holding an IANA time zone name, validated."""
 
 
 @dataclass(frozen=True, order=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mapping.errors import SpecError
 from mapping.model import KINDS, KindSchema
+from mapping.periods import ZoneName
 from mapping.tomlfile import read_toml, validate
 
 
@@ -37,17 +37,8 @@ class MappingSpec(_Strict):
 
     version: str = Field(min_length=1)
     datetime_format: str = "%Y-%m-%d %H:%M:%S"
-    timezone: str = "UTC"
+    timezone: ZoneName = "UTC"
     incident: KindMap | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @model_validator(mode="after")
     def _fields_exist(self) -> MappingSpec:
