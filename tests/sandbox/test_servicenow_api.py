@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import requests
 
-from sandbox.servicenow import RunningSandbox
+from sandbox.servicenow import RunningSandbox, ServiceNowInstance, serve
 from tests.conftest import SANDBOX_PASSWORD, SANDBOX_USER
 
 AUTH = (SANDBOX_USER, SANDBOX_PASSWORD)
@@ -102,3 +104,24 @@ def test_no_orderby_means_no_stable_order(snow: RunningSandbox) -> None:
         for _ in range(3)
     }
     assert len(orders) > 1
+
+
+def test_records_replayed_from_a_jsonl_export(tmp_path: Path) -> None:
+    export = tmp_path / "incidents.jsonl"
+    export.write_text(
+        '{"sys_id": "'
+        + "a" * 32
+        + '", "number": "INC1", "priority": 2, "active": true, "sys_updated_on": "2026-01-01 00:00:00"}\n\n'
+        '{"sys_id": "'
+        + "b" * 32
+        + '", "number": "INC2", "priority": null, "active": false, "sys_updated_on": "2026-01-02 00:00:00"}\n'
+    )
+    instance = ServiceNowInstance(users={SANDBOX_USER: SANDBOX_PASSWORD})
+    assert instance.load_jsonl(export, "incident") == 2
+    with serve(instance) as snow:
+        rows = get(snow, "/api/now/table/incident", sysparm_query="ORDERBYnumber").json()["result"]
+    assert [r["number"] for r in rows] == ["INC1", "INC2"]
+    assert (
+        rows[0]["priority"] == "2" and rows[0]["active"] == "true"
+    )  # the instance only speaks strings
+    assert rows[1]["priority"] == ""
