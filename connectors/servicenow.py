@@ -201,7 +201,7 @@ class ServiceNowSource(Source):
 
 
 def _reason(exc: Exception) -> str:
-    """The exception class and its first line, never a URL with credentials or a body."""
+    """The exception class only: its text can carry a URL or a response body."""
     return type(exc).__name__
 
 
