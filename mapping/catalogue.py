@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,8 +126,8 @@ class Catalogue(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> Catalogue:
-        seen: set[str] = set()
-        dupes = [m.id for m in self.metric if m.id in seen or seen.add(m.id)]  # type: ignore[func-returns-value]
+        counts = Counter(m.id for m in self.metric)
+        dupes = sorted(i for i, n in counts.items() if n > 1)
         if dupes:
             raise ValueError(f"metric ids must be unique; repeated: {', '.join(dupes)}")
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,6 +11,7 @@ import pytest
 
 from daemon.defaults import config_dir
 from mapping.catalogue import Catalogue, load_catalogue
+from mapping.errors import SpecError
 from mapping.metrics import evaluate
 from mapping.periods import parse_period
 
@@ -108,3 +110,10 @@ def test_grains_are_evaluated_together(catalogue: Catalogue) -> None:
         catalogue.by_id()["C4"], [incident(at(3)), incident(at(3, 6))], [MAY, JUNE, q2]
     )
     assert only_all(values, "2026-Q2").n == 2
+
+
+def test_repeated_metric_ids_are_refused(tmp_path: Path) -> None:
+    text = (config_dir() / "metrics.toml").read_text().replace('id = "C4"', 'id = "C1"')
+    (tmp_path / "metrics.toml").write_text(text)
+    with pytest.raises(SpecError, match="repeated: C1"):
+        load_catalogue(tmp_path / "metrics.toml")
