@@ -50,6 +50,9 @@ class ConnectionParams:
     timeout_seconds: float = 60.0
     verify_tls: bool = True
     max_retries: int = 5
+    auth: str = "basic"  # "basic" or "oauth" (password grant; token kept in memory only)
+    client_id: str | None = None
+    client_secret: Secret | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -107,6 +110,14 @@ class Source(ABC):
         since: datetime | None = None,
     ) -> Iterator[Page]:
         """Yield pages of ``stream`` changed after ``cursor`` (or ``since``; neither = all)."""
+
+    def list_ids(self, stream: str) -> Iterator[list[str]]:
+        """Yield batches of every id the source holds in ``stream`` now (for the deletion census)."""
+        raise NotImplementedError(f"{self.kind} sources cannot list ids")
+
+    def read_ids(self, stream: str, ids: Sequence[str], *, fields: Sequence[str]) -> Iterator[Page]:
+        """Yield pages holding the named records (those still visible); ``cursor`` is None."""
+        raise NotImplementedError(f"{self.kind} sources cannot fetch records by id")
 
     @abstractmethod
     def check(self) -> None:

@@ -9,6 +9,7 @@ changing table loses rows: rbw/pysnow#104, PySNC#96).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pysnow
 import requests
+import structlog
 from pysnow.exceptions import PysnowException
 
 from connectors.base import ConnectionParams, Cursor, Page, RawRecord, Source, StreamSpec
@@ -41,9 +43,29 @@ def _stream(name: str, table: str | None = None) -> StreamSpec:
     )
 
 
+# Which fields are requested is the mapping's business (dot-walks such as
+# ``sla.name`` included); a stream only says where its records live.
 STREAMS: dict[str, StreamSpec] = {
-    "incident": _stream("incident"),
+    spec.name: spec
+    for spec in (
+        _stream("incident"),
+        _stream("change_request"),
+        _stream("task_sla"),
+        _stream("problem"),
+        _stream("sc_req_item"),
+        _stream("sys_user_group"),
+        _stream("asmt_metric_result"),  # survey answers (customer satisfaction)
+    )
 }
+OAUTH_TOKEN_PATH = "/oauth_token.do"
+IDS_PAGE_SIZE = 10000  # the census asks for sys_id only: large pages are cheap
+IDS_PER_FETCH = 100  # sys_idIN lists stay well inside URL limits
+PAGE_ATTEMPTS = 3  # a malformed or cut-short page is asked for again this many times
+CANCELLED_MARKERS = ("transaction cancelled", "maximum execution time")
+
+
+class _PageTooLarge(Exception):
+    """The instance cancelled the transaction: the same query must be asked in smaller pages."""
 
 
 def escape_value(value: str) -> str:
@@ -80,7 +102,13 @@ def _cursor_of(record: Mapping[str, Any]) -> tuple[str, str]:
 
 
 class ServiceNowSource(Source):
-    """Pages ServiceNow tables with pysnow (buffered mode: its streaming parser is ~20x slower)."""
+    """Pages ServiceNow tables with pysnow (buffered mode: its streaming parser is ~20x slower).
+
+    Retries of 429 (honouring ``Retry-After``), 5xx, resets and timeouts happen
+    once, in the session's urllib3 layer. Above it this class only asks again
+    for a page that arrived malformed or cut short, and halves the page size
+    when the instance cancels a transaction for taking too long.
+    """
 
     kind = "servicenow"
     streams = STREAMS
@@ -88,10 +116,14 @@ class ServiceNowSource(Source):
     def __init__(self, params: ConnectionParams) -> None:
         super().__init__(params)
         parts = urlsplit(params.url)
-        self._session = build_session(params, user_agent="itbsc (pysnow)")
+        self._session = build_session(
+            params, user_agent="itbsc (pysnow)", oauth_token_url=params.url + OAUTH_TOKEN_PATH
+        )
         self._client = pysnow.Client(
             host=parts.netloc, use_ssl=parts.scheme == "https", session=self._session
         )
+        self.page_size = params.page_size  # shrinks when the instance cancels big pages
+        self._log = structlog.get_logger("itbsc.connectors.servicenow").bind(source=params.name)
 
     def close(self) -> None:
         self._session.close()
@@ -113,13 +145,10 @@ class ServiceNowSource(Source):
         spec = self.streams[stream]
         wanted = list(dict.fromkeys([*spec.required_fields, *fields]))
         resource = self._resource(spec)
-        limit = self.params.page_size
         offset = 0  # only moves when a whole window was hidden by ACLs (see below)
         while True:
             query = keyset_query(cursor, since)
-            rows, total = self._fetch(
-                resource, stream, query=query, limit=limit, offset=offset, fields=wanted
-            )
+            rows, total, limit = self._page(resource, stream, query, offset, wanted, self.page_size)
             records = [self._to_raw(stream, row) for row in rows]
             more = self._more_after(total, len(rows), limit, offset)
             if records:
@@ -140,12 +169,88 @@ class ServiceNowSource(Source):
                 # empty while rows remain beyond it, so step over it instead of stopping.
                 offset += limit
 
+    def list_ids(self, stream: str) -> Iterator[list[str]]:
+        """Every sys_id in ``stream``, in sys_id order (a keyset that no update can disturb)."""
+        resource = self._resource(self.streams[stream])
+        last: str | None = None
+        offset = 0
+        while True:
+            query = f"sys_id>{escape_value(last)}^ORDERBYsys_id" if last else "ORDERBYsys_id"
+            limit = max(self.page_size, IDS_PAGE_SIZE)
+            rows, total, limit = self._page(resource, stream, query, offset, ["sys_id"], limit)
+            ids = [str(row.get("sys_id") or "") for row in rows]
+            if not all(ids):
+                raise MalformedResponseError(
+                    f"source {self.params.name!r}: a {stream} id page holds rows without sys_id"
+                )
+            if ids:
+                if last is not None and ids[-1] <= last:
+                    raise MalformedResponseError(
+                        f"source {self.params.name!r}: {stream} ids are not in sys_id order"
+                    )
+                last, offset = ids[-1], 0
+                yield ids
+            if not self._more_after(total, len(rows), limit, offset):
+                return
+            if not ids:
+                offset += limit
+
+    def read_ids(self, stream: str, ids: Sequence[str], *, fields: Sequence[str]) -> Iterator[Page]:
+        spec = self.streams[stream]
+        wanted = list(dict.fromkeys([*spec.required_fields, *fields]))
+        resource = self._resource(spec)
+        for start in range(0, len(ids), IDS_PER_FETCH):
+            chunk = [escape_value(i.replace(",", "")) for i in ids[start : start + IDS_PER_FETCH]]
+            query = f"sys_idIN{','.join(chunk)}^ORDERBYsys_id"
+            rows, _, _ = self._page(resource, stream, query, 0, wanted, len(chunk))
+            yield Page(records=[self._to_raw(stream, row) for row in rows], cursor=None)
+
     @staticmethod
     def _more_after(total: int | None, returned: int, limit: int, offset: int) -> bool:
         """Whether rows remain after this window; never trust a short page alone."""
         if total is None:
             return returned > 0
         return total > offset + limit
+
+    def _page(
+        self,
+        resource: Any,
+        stream: str,
+        query: str,
+        offset: int,
+        fields: list[str],
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int | None, int]:
+        """One page, asked again when malformed and in halves when the instance cancels it."""
+        attempts = 0
+        while True:
+            try:
+                rows, total = self._fetch(
+                    resource, stream, query=query, limit=limit, offset=offset, fields=fields
+                )
+                return rows, total, limit
+            except _PageTooLarge as exc:
+                if limit == 1:
+                    raise TransientSourceError(
+                        f"{exc}; even a page of one record was cancelled — ask the instance "
+                        "owner about the transaction quota"
+                    ) from None
+                limit = max(1, limit // 2)
+                if fields != ["sys_id"]:
+                    self.page_size = min(self.page_size, limit)
+                self._log.warning(
+                    "instance cancelled a page as too slow; halving the page size",
+                    stream=stream,
+                    page_size=limit,
+                )
+            except MalformedResponseError as exc:
+                attempts += 1
+                if attempts >= PAGE_ATTEMPTS:
+                    raise
+                self._log.warning(
+                    "malformed page; asking again", stream=stream, attempt=attempts, error=str(exc)
+                )
+                time.sleep(min(2.0, 0.2 * 2**attempts))
 
     def _resource(self, spec: StreamSpec) -> Any:
         resource = self._client.resource(api_path=f"/table/{spec.table}")
@@ -178,6 +283,7 @@ class ServiceNowSource(Source):
         where = (
             f"source {self.params.name!r} ({self.params.url}), stream {stream} ({resource.path})"
         )
+        response = None
         try:
             response = resource.get(query=query, limit=limit, offset=offset, fields=fields)
             rows = list(response.all())
@@ -185,6 +291,10 @@ class ServiceNowSource(Source):
             raise _http_error(where, exc.response) from None
         except requests.exceptions.RetryError as exc:
             raise TransientSourceError(f"{where}: gave up after retries ({_reason(exc)})") from None
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+            raise MalformedResponseError(
+                f"{where}: response at offset {offset} was cut short"
+            ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientSourceError(f"{where}: cannot connect ({_reason(exc)})") from None
         except ValueError:
@@ -192,7 +302,14 @@ class ServiceNowSource(Source):
                 f"{where}: response at offset {offset} is not valid JSON (truncated or an error page)"
             ) from None
         except PysnowException as exc:
-            raise MalformedResponseError(f"{where}: unexpected response ({exc})") from None
+            message = _envelope_message(getattr(response, "_response", None))
+            if _is_cancelled(message):
+                raise _PageTooLarge(f"{where}: {message}") from None
+            raise MalformedResponseError(
+                f"{where}: unexpected response ({message or type(exc).__name__})"
+            ) from None
+        except SourceError:
+            raise
         if not all(isinstance(row, dict) for row in rows):
             raise MalformedResponseError(f"{where}: 'result' is not a list of records")
         header = response.headers.get("X-Total-Count")
@@ -200,19 +317,27 @@ class ServiceNowSource(Source):
         return rows, total
 
 
+def _is_cancelled(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in CANCELLED_MARKERS)
+
+
 def _reason(exc: Exception) -> str:
     """The exception class only: its text can carry a URL or a response body."""
     return type(exc).__name__
 
 
-def _http_error(where: str, response: requests.Response | None) -> SourceError:
+def _http_error(where: str, response: requests.Response | None) -> Exception:
     status = response.status_code if response is not None else 0
     detail = _envelope_message(response)
+    if _is_cancelled(detail):
+        return _PageTooLarge(f"{where}: HTTP {status} {detail}")
     if status in (401, 403):
         hint = (
-            "check the username and the password variable"
+            "check the username, the password variable (and for OAuth the client_id and "
+            "client secret variable)"
             if status == 401
-            else "the account needs read rights (ACL) on this table"
+            else "the account needs read rights (ACL / a role such as itil) on this table"
         )
         return SourceAuthError(f"{where}: HTTP {status} {detail} — {hint}")
     if status == 429 or status >= 500:

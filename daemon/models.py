@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from mapping.model import INCIDENT, KindSchema
+from mapping.model import KINDS, KindSchema
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -90,6 +90,7 @@ def canonical_table(schema: KindSchema, metadata: MetaData) -> Table:
         "int": Integer(),
         "bool": Boolean(),
         "datetime": UTCDateTime(),
+        "seconds": BigInteger(),
     }
     name = f"itil_{schema.name}"
     return Table(
@@ -109,10 +110,23 @@ def canonical_table(schema: KindSchema, metadata: MetaData) -> Table:
     )
 
 
-itil_incident = canonical_table(INCIDENT, Base.metadata)
-Index("ix_itil_incident_resolved_at", itil_incident.c.resolved_at)
-Index("ix_itil_incident_opened_at", itil_incident.c.opened_at)
-CANONICAL_TABLES: dict[str, Table] = {INCIDENT.name: itil_incident}
+CANONICAL_TABLES: dict[str, Table] = {
+    name: canonical_table(schema, Base.metadata) for name, schema in KINDS.items()
+}
+# Cohort timestamps (what places a record in a period) and the links metrics join on.
+_INDEXED = {
+    "incident": ("opened_at", "resolved_at", "caused_by", "problem_id"),
+    "change": ("closed_at", "work_end"),
+    "sla": ("end_time",),
+    "problem": ("opened_at", "resolved_at"),
+    "request_item": ("opened_at", "closed_at"),
+    "survey": ("responded_at",),
+}
+for _kind, _columns in _INDEXED.items():
+    for _column in _columns:
+        Index(f"ix_itil_{_kind}_{_column}", CANONICAL_TABLES[_kind].c[_column])
+Index("ix_itil_sla_source_task", CANONICAL_TABLES["sla"].c.source, CANONICAL_TABLES["sla"].c.task)
+itil_incident = CANONICAL_TABLES["incident"]
 
 
 class SyncState(Base):
@@ -145,6 +159,7 @@ class SyncRun(Base):
     records_fetched: Mapped[int] = mapped_column(Integer, default=0)
     records_written: Mapped[int] = mapped_column(Integer, default=0)
     records_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    records_deleted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -56,12 +56,26 @@ class ReportingSettings(_Strict):
     timezone: ZoneName = "UTC"
 
 
+class CensusSettings(_Strict):
+    """The deletion census: ids only, compared with what is stored."""
+
+    schedule: str | None = None
+    max_deleted_percent: float = Field(default=20.0, ge=0, le=100)
+    """Refuse to mark more than this share of a stream deleted in one census (an ACL change
+    or a wrong account looks like mass deletion); ``--force`` overrides once."""
+
+
 class SourceSettings(_Strict):
     kind: str
     url: str
+    auth: Literal["basic", "oauth"] = "basic"
     username: str | None = None
     password_env: str | None = None
     password_file: str | None = None
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    census: CensusSettings = Field(default_factory=CensusSettings)
     streams: list[str] = Field(min_length=1)
     mapping: str
     schedule: str | None = None
@@ -103,6 +117,9 @@ class Config:
             url=source.url.rstrip("/"),
             username=source.username,
             password=self.secrets.get(name),
+            auth=source.auth,
+            client_id=source.client_id,
+            client_secret=self.secrets.get(f"{name}.client_secret"),
             page_size=source.page_size,
             timeout_seconds=source.timeout_seconds,
             verify_tls=source.verify_tls,
@@ -163,12 +180,9 @@ def load_config(
         raise ConfigError(problems.lines) from None
     base = path.parent
     database_url = _database_url(settings.database, base, env, problems)
-    secrets = {
-        name: secret
-        for name, source in settings.sources.items()
-        if (secret := _source_checks(name, source, base, env, problems, need_source_secrets))
-        is not None
-    }
+    secrets: dict[str, Secret] = {}
+    for name, source in settings.sources.items():
+        secrets.update(_source_checks(name, source, base, env, problems, need_source_secrets))
     mappings = _load_mappings(settings, base, problems)
     catalogue, scorecard = _load_scorecard(settings.scorecard, base, problems)
     if problems.lines:
@@ -213,7 +227,8 @@ def _read_secret(
     problems: _Problems,
 ) -> Secret | None:
     if env_name and file_name:
-        problems.add(key, "give password_env or password_file, not both")
+        field_name = key.rsplit(".", 1)[-1]
+        problems.add(key, f"give {field_name}_env or {field_name}_file, not both")
         return None
     if env_name:
         value = env.get(env_name)
@@ -272,7 +287,8 @@ def _source_checks(
     env: Mapping[str, str],
     problems: _Problems,
     need_secret: bool,
-) -> Secret | None:
+) -> dict[str, Secret]:
+    """Check one source; return its secrets (``name`` = password, ``name.client_secret``)."""
     key = f"sources.{name}"
     try:
         connector = source_class(source.kind)
@@ -296,16 +312,46 @@ def _source_checks(
         schedule_error = schedule_problem(source.schedule)
         if schedule_error:
             problems.add(f"{key}.schedule", schedule_error)
+    if source.census.schedule:
+        from daemon.scheduler import schedule_problem
+
+        census_error = schedule_problem(source.census.schedule)
+        if census_error:
+            problems.add(f"{key}.census.schedule", census_error)
+    if source.auth == "oauth":
+        if not source.client_id:
+            problems.add(f"{key}.client_id", "auth = 'oauth' needs the OAuth client_id")
+        if not (source.client_secret_env or source.client_secret_file):
+            problems.add(
+                f"{key}.client_secret_env",
+                "auth = 'oauth' needs client_secret_env or client_secret_file",
+            )
+        if not source.username:
+            problems.add(f"{key}.username", "the OAuth password grant needs a username")
     if not need_secret:
-        return None
+        return {}
+    found: dict[str, Secret] = {}
     secret = _read_secret(
         f"{key}.password", source.password_env, source.password_file, base, env, problems
     )
+    if secret is not None:
+        found[name] = secret
     if source.username and secret is None and not (source.password_env or source.password_file):
         problems.add(
             f"{key}.password_env", "a username needs a password (password_env or password_file)"
         )
-    return secret
+    if source.client_secret_env or source.client_secret_file:
+        client_secret = _read_secret(
+            f"{key}.client_secret",
+            source.client_secret_env,
+            source.client_secret_file,
+            base,
+            env,
+            problems,
+        )
+        if client_secret is not None:
+            found[f"{name}.client_secret"] = client_secret
+    return found
 
 
 def _url_problem(url: str) -> str | None:

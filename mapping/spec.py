@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -38,19 +38,40 @@ class MappingSpec(_Strict):
     version: str = Field(min_length=1)
     datetime_format: str = "%Y-%m-%d %H:%M:%S"
     timezone: ZoneName = "UTC"
+    sla_attainment: Literal["auto", "sla_records", "made_sla"] = "auto"
+    """Where an incident's "SLA met" comes from: its SLA cycles (``sla_records``), the
+    source's own flag (``made_sla``), or ``auto``: cycles when this source syncs the
+    stream mapped to ``[sla]``, the flag otherwise."""
     incident: KindMap | None = None
+    change: KindMap | None = None
+    sla: KindMap | None = None
+    problem: KindMap | None = None
+    request_item: KindMap | None = None
+    group: KindMap | None = None
+    survey: KindMap | None = None
 
     @model_validator(mode="after")
     def _fields_exist(self) -> MappingSpec:
         problems: list[str] = []
         for kind_name, kind_map in self.kind_maps().items():
             problems.extend(_check_kind(KINDS[kind_name], kind_map))
+        streams = [m.stream for m in self.kind_maps().values()]
+        for stream in {s for s in streams if streams.count(s) > 1}:
+            problems.append(f"stream {stream!r} is mapped by more than one record kind")
+        if self.sla_attainment == "sla_records" and self.sla is None:
+            problems.append("sla_attainment: 'sla_records' needs an [sla] map")
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
     def kind_maps(self) -> dict[str, KindMap]:
         return {name: m for name in KINDS if (m := getattr(self, name)) is not None}
+
+    def uses_sla_records(self, synced_streams: list[str]) -> bool:
+        """Whether incidents of this source take "SLA met" from SLA cycles (see sla_attainment)."""
+        if self.sla_attainment == "made_sla" or self.sla is None:
+            return False
+        return self.sla_attainment == "sla_records" or self.sla.stream in synced_streams
 
     def for_stream(self, stream: str) -> tuple[str, KindMap] | None:
         """The canonical kind a stream maps into, if the mapping covers it."""

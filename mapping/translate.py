@@ -77,6 +77,8 @@ class Translator:
             return _to_int(raw)
         if kind == "bool":
             return _to_bool(raw)
+        if kind == "seconds":
+            return _to_seconds(raw)
         return self._to_datetime(raw)
 
     def _to_datetime(self, raw: Any) -> datetime:
@@ -106,6 +108,25 @@ def _to_int(raw: Any) -> int:
     if not number.is_integer():
         raise ValueError(f"{text[:40]!r} is not a whole number")
     return int(number)
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _to_seconds(raw: Any) -> int:
+    """Whole seconds from a number or ServiceNow's epoch-style duration ``1970-01-02 03:04:05``."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return int(raw)
+    text = str(raw).strip()
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not a duration") from None
+    return int((moment - _EPOCH).total_seconds())
 
 
 def _to_bool(raw: Any) -> bool:

@@ -203,10 +203,21 @@ def _incident(
     }
 
 
-def generate(count: int = 5000, *, end: datetime | None = None, seed: int = 42) -> Dataset:
-    """A year of incidents ending at ``end`` (default: now, to the hour) plus their groups."""
+def generate(
+    count: int = 5000, *, end: datetime | None = None, seed: int = 42, related: bool = True
+) -> Dataset:
+    """A year of incidents ending at ``end`` (default: now, to the hour) plus their groups.
+
+    With ``related`` the tables around them too (see sandbox.related): changes,
+    problems, SLA cycles, requests and survey answers, all cross-referenced.
+    """
     end = end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     rng = random.Random(seed + 1)
     group_rows = groups(rng)
     rows = list(incidents(count, end=end, seed=seed, group_rows=group_rows))
-    return Dataset(tables={"incident": rows, "sys_user_group": group_rows})
+    tables = {"incident": rows, "sys_user_group": group_rows}
+    if related:
+        from sandbox.related import related_tables  # it builds on this module's constants
+
+        tables.update(related_tables(random.Random(seed + 2), rows, end=end, groups=group_rows))
+    return Dataset(tables=tables)

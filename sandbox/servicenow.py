@@ -1,11 +1,14 @@
 """ServiceNow Table API emulator: an in-memory instance served over real HTTP on loopback.
 
 Faithful, for what it implements, to shared/reference/servicenow-api.md:
-string values and raw UTC date-times, encoded queries, ``sysparm_fields``,
-``sysparm_limit``/``sysparm_offset`` (0 -> 400), the display-value /
-reference-link matrix for reference fields, ``X-Total-Count``, ``Link``, the
-error envelope, 401 without valid Basic credentials, and no stable order
-without ``ORDERBY``.
+string values and raw UTC date-times, encoded queries, ``sysparm_fields``
+(dot-walks such as ``sla.name`` included), ``sysparm_limit``/``sysparm_offset``
+(0 -> 400), the display-value / reference-link matrix for reference fields,
+``X-Total-Count``, ``Link``, the error envelope, Basic auth and OAuth
+(``/oauth_token.do`` password and refresh grants, Bearer tokens that expire),
+no stable order without ``ORDERBY``, ACL-hidden rows removed after the limit
+is applied, ``sys_audit_delete`` rows on delete, and the switchable faults of
+sandbox.faults.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from __future__ import annotations
 import base64
 import random
 import re
+import secrets
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,15 +33,35 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 
 from sandbox import encoded_query
+from sandbox.faults import HTML_ERROR_PAGE, Fault
 from sandbox.generator import SN_FORMAT, Dataset
 
 PATH = re.compile(
     r"^/api/now(?:/v(?P<version>[12]))?/table/(?P<table>[A-Za-z0-9_]+)(?:/(?P<sys_id>[0-9a-f]{32}))?/?$"
 )
 DEFAULT_LIMIT = 10000
+TASK_TABLES = ("incident", "change_request", "problem", "sc_req_item", "sc_request")
 REFERENCES: dict[str, dict[str, str]] = {
-    "incident": {"assignment_group": "sys_user_group"},
+    "incident": {
+        "assignment_group": "sys_user_group",
+        "caused_by": "change_request",
+        "rfc": "change_request",
+        "problem_id": "problem",
+        "parent_incident": "incident",
+    },
+    "change_request": {"assignment_group": "sys_user_group"},
+    "problem": {"assignment_group": "sys_user_group", "first_reported_by_task": "task"},
+    "task_sla": {"task": "task", "sla": "contract_sla"},
+    "sc_req_item": {
+        "request": "sc_request",
+        "cat_item": "sc_cat_item",
+        "assignment_group": "sys_user_group",
+    },
+    "sys_user_group": {"parent": "sys_user_group"},
+    "asmt_assessment_instance": {"trigger_id": "task"},
+    "asmt_metric_result": {"instance": "asmt_assessment_instance", "metric": "asmt_metric"},
 }
+TOKEN_LIFETIME_SECONDS = 1799
 
 
 class ApiError(Exception):
@@ -54,6 +80,13 @@ class ServiceNowInstance:
     tables: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     latency_seconds: float = 0.0
     requests_served: int = 0
+    oauth_clients: dict[str, str] = field(default_factory=dict)  # client_id -> client secret
+    token_lifetime_seconds: float = TOKEN_LIFETIME_SECONDS
+    token_grants: list[str] = field(default_factory=list)  # grant types served, in order
+    faults: list[Fault] = field(default_factory=list)
+    acl_hidden: set[str] = field(default_factory=set)  # sys_ids the API user may not read
+    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)
+    _refresh_tokens: dict[str, str] = field(default_factory=dict, repr=False)
     # Called with the running request count before a list request is answered:
     # tests use it to change data between the pages of a sync.
     before_list: Callable[[int], None] | None = None
@@ -77,18 +110,74 @@ class ServiceNowInstance:
             for row in rows:
                 store[str(row["sys_id"])] = {k: _as_string(v) for k, v in row.items()}
 
-    def update(self, table: str, sys_id: str, **changes: str) -> dict[str, Any]:
-        """Change a record as a user would: sys_updated_on and sys_mod_count move too."""
+    def update(
+        self, table: str, sys_id: str, *, touch: bool = True, **changes: str
+    ) -> dict[str, Any]:
+        """Change a record as a user would: sys_updated_on and sys_mod_count move too.
+
+        ``touch=False`` is a script running with ``autoSysFields(false)``: the row
+        changes and nothing says so (only a full reconcile can notice).
+        """
         with self._lock:
             record = self.tables[table][sys_id]
             record.update(changes)
-            record["sys_updated_on"] = datetime.now(UTC).strftime(SN_FORMAT)
-            record["sys_mod_count"] = str(int(record.get("sys_mod_count") or 0) + 1)
+            if touch:
+                record["sys_updated_on"] = datetime.now(UTC).strftime(SN_FORMAT)
+                record["sys_mod_count"] = str(int(record.get("sys_mod_count") or 0) + 1)
             return dict(record)
 
     def delete(self, table: str, sys_id: str) -> None:
+        """Delete as the platform does: no row left, a ``sys_audit_delete`` entry instead."""
         with self._lock:
             del self.tables[table][sys_id]
+            audit = self.tables.setdefault("sys_audit_delete", {})
+            audit_id = secrets.token_hex(16)
+            audit[audit_id] = {
+                "sys_id": audit_id,
+                "tablename": table,
+                "documentkey": sys_id,
+                "sys_created_on": datetime.now(UTC).strftime(SN_FORMAT),
+                "sys_updated_on": datetime.now(UTC).strftime(SN_FORMAT),
+            }
+
+    def fault_for(self, table: str, limit: int) -> Fault | None:
+        """The first switched-on fault that fires for this request, if any."""
+        return next((f for f in self.faults if f.fires(table, limit)), None)
+
+    # -- OAuth ------------------------------------------------------------------
+    def grant(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """``/oauth_token.do``: password and refresh_token grants, as the instance answers them."""
+        client = form.get("client_id", "")
+        if not client or self.oauth_clients.get(client) != form.get("client_secret"):
+            raise ApiError(401, "access_denied", "invalid client credentials")
+        grant_type = form.get("grant_type")
+        with self._lock:
+            if grant_type == "password":
+                user = form.get("username", "")
+                if not user or self.users.get(user) != form.get("password"):
+                    raise ApiError(401, "access_denied", "invalid user credentials")
+            elif grant_type == "refresh_token":
+                user = self._refresh_tokens.pop(form.get("refresh_token", ""), "")
+                if not user:
+                    raise ApiError(401, "access_denied", "invalid refresh token")
+            else:
+                raise ApiError(400, "unsupported_grant_type", None)
+            access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+            self._tokens[access] = (user, time.monotonic() + self.token_lifetime_seconds)
+            self._refresh_tokens[refresh] = user
+            self.token_grants.append(grant_type)
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "scope": "useraccount",
+            "token_type": "Bearer",
+            "expires_in": int(self.token_lifetime_seconds),
+        }
+
+    def expire_tokens(self) -> None:
+        """Every access token stops working at once (as after a node restart or revocation)."""
+        with self._lock:
+            self._tokens.clear()
 
     def records(self, table: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -96,6 +185,11 @@ class ServiceNowInstance:
 
     # -- API ------------------------------------------------------------------
     def authenticate(self, header: str | None) -> None:
+        if header and header.startswith("Bearer "):
+            with self._lock:
+                user, expires = self._tokens.get(header[7:], ("", 0.0))
+            if user and time.monotonic() < expires:
+                return
         if header and header.startswith("Basic "):
             try:
                 user, _, password = base64.b64decode(header[6:]).decode().partition(":")
@@ -122,12 +216,14 @@ class ServiceNowInstance:
         else:
             random.shuffle(matched)  # the instance guarantees no order without ORDERBY
         page = matched[offset : offset + limit]
+        if self.acl_hidden:  # ACLs filter after the limit is applied: pages come back short
+            page = [r for r in page if r["sys_id"] not in self.acl_hidden]
         return [self._render(table, r, params) for r in page], len(matched), limit, offset
 
     def get(self, table: str, sys_id: str, params: Mapping[str, str]) -> dict[str, Any]:
         with self._lock:
             record = self._table(table).get(sys_id)
-        if record is None:
+        if record is None or sys_id in self.acl_hidden:
             raise ApiError(
                 404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
             )
@@ -146,6 +242,11 @@ class ServiceNowInstance:
         exclude_link = _flag(params.get("sysparm_exclude_reference_link"))
         out: dict[str, Any] = {}
         for name in wanted or list(record):
+            if "." in name:
+                walked = self._dot_walk(table, record, name)
+                if walked is not None:
+                    out[name] = walked
+                continue
             if name not in record:
                 continue  # unknown names are ignored
             value = record[name]
@@ -153,11 +254,36 @@ class ServiceNowInstance:
             out[name] = self._reference(target, value, display, exclude_link) if target else value
         return out
 
+    def lookup(self, target: str, sys_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The referenced record and its table (``task`` references any task table)."""
+        for table in TASK_TABLES if target == "task" else (target,):
+            record = self.tables.get(table, {}).get(sys_id)
+            if record is not None:
+                return table, record
+        return None
+
+    def _dot_walk(self, table: str, record: Mapping[str, Any], path: str) -> str | None:
+        """``sla.name``: follow references; an empty reference gives "", an unknown name nothing."""
+        *hops, last = path.split(".")
+        current_table, current = table, record
+        for hop in hops:
+            target = REFERENCES.get(current_table, {}).get(hop)
+            if target is None:
+                return None
+            found = self.lookup(target, str(current.get(hop) or ""))
+            if found is None:
+                return ""
+            current_table, current = found
+        value = current.get(last)
+        return None if value is None else str(value)
+
     def _reference(self, target: str, value: str, display: str, exclude_link: bool) -> Any:
         if value == "":
             return ""
-        link = f"/api/now/table/{target}/{value}"
-        name = self.tables.get(target, {}).get(value, {}).get("name", "")
+        found = self.lookup(target, value)
+        link = f"/api/now/table/{found[0] if found else target}/{value}"
+        record = found[1] if found else {}
+        name = record.get("name") or record.get("number") or ""
         if display == "true":
             return name if exclude_link else {"display_value": name, "link": link}
         if display == "all":
@@ -238,46 +364,135 @@ class _Handler(BaseHTTPRequestHandler):
             if instance.latency_seconds:
                 time.sleep(instance.latency_seconds)
             table, sys_id = match["table"], match["sys_id"]
+            limit = params.get("sysparm_limit") or str(DEFAULT_LIMIT)
+            fault = instance.fault_for(table, int(limit) if limit.isdigit() else DEFAULT_LIMIT)
+            if fault is not None and self._inject(fault):
+                return
             if instance.before_list and not sys_id:
                 instance.before_list(instance.requests_served)
             if sys_id:
                 self._send(200, {"result": instance.get(table, sys_id, params)})
                 return
-            rows, total, limit, offset = instance.list_records(table, params)
+            rows, total, limit_used, offset = instance.list_records(table, params)
             headers = {"X-Total-Count": str(total)}
             if not _flag(params.get("sysparm_suppress_pagination_header")):
                 headers["Link"] = link_header(
-                    self.server.base_url, parts.path, params, total, limit, offset
+                    self.server.base_url, parts.path, params, total, limit_used, offset
                 )
-            self._send(200, {"result": rows}, headers)
+            payload = orjson.dumps({"result": rows})
+            if fault is not None and fault.kind in ("truncated", "cut_short"):
+                self._send_cut(payload, headers, promise_all=fault.kind == "cut_short")
+                return
+            self._send_bytes(200, payload, headers)
         except ApiError as exc:
-            self._send(
-                exc.status,
-                {"error": {"message": exc.message, "detail": exc.detail}, "status": "failure"},
-            )
+            self._send_error(exc)
 
     def do_POST(self) -> None:
-        self._send(
-            405,
-            {
-                "error": {"message": "Method not supported by the sandbox", "detail": None},
-                "status": "failure",
-            },
-        )
+        """Only the OAuth token endpoint; the sandbox is read-only over HTTP."""
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8", "replace")
+        if parts.path != "/oauth_token.do":
+            self._send_error(ApiError(405, "Method not supported by the sandbox", None))
+            return
+        form = {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+        try:
+            self._send(200, self.server.instance.grant(form))
+        except ApiError as exc:
+            self._send(exc.status, {"error": exc.message, "error_description": exc.detail or ""})
+
+    def _inject(self, fault: Fault) -> bool:
+        """Apply ``fault``; True when the request is answered (or dropped) by it."""
+        if fault.kind == "slow":
+            time.sleep(fault.seconds)
+            return False
+        if fault.kind in ("truncated", "cut_short"):
+            return False  # the answer is built normally, then cut
+        if fault.kind == "rate_limit":
+            self._send_error(
+                ApiError(
+                    429,
+                    "Rate limit exceeded",
+                    "Rate limit of 5000 requests per hour for Table API exceeded",
+                ),
+                {
+                    "Retry-After": str(fault.retry_after),
+                    "X-RateLimit-Limit": "5000",
+                    "X-RateLimit-Reset": str(int(time.time()) + fault.retry_after),
+                    "X-RateLimit-Rule": "0123456789abcdef0123456789abcdef",
+                },
+            )
+        elif fault.kind == "server_error":
+            self._send_error(ApiError(fault.status, "Internal server error", None))
+        elif fault.kind == "malformed":
+            self._send_bytes(503, HTML_ERROR_PAGE, content_type="text/html")
+        elif fault.kind == "transaction_cancelled":
+            self._send_error(
+                ApiError(200, "Transaction cancelled: maximum execution time exceeded", None)
+            )
+        elif fault.kind == "hang":
+            time.sleep(fault.seconds)
+            self._drop(reset=False)
+        elif fault.kind == "reset":
+            self._drop(reset=True)
+        return True
+
+    def _drop(self, *, reset: bool) -> None:
+        """Close the connection without an answer; with ``reset`` the peer sees a TCP RST."""
+        self.close_connection = True
+        try:
+            if reset:
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.connection.close()
+
+    def _send_error(self, exc: ApiError, headers: Mapping[str, str] | None = None) -> None:
+        body = {"error": {"message": exc.message, "detail": exc.detail}, "status": "failure"}
+        self._send(exc.status, body, headers)
 
     def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-        payload = orjson.dumps(body)
+        self._send_bytes(status, orjson.dumps(body), headers)
+
+    def _send_bytes(
+        self,
+        status: int,
+        payload: bytes,
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json;charset=UTF-8",
+    ) -> None:
         self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
+    def _send_cut(self, payload: bytes, headers: Mapping[str, str], *, promise_all: bool) -> None:
+        """Half the body: either declared as such (bad JSON) or promised whole (connection cut)."""
+        half = payload[: max(1, len(payload) // 2)]
+        self.send_response(200, "OK")
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(payload) if promise_all else len(half)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(half)
+        if promise_all:
+            self.wfile.flush()
+            self._drop(reset=False)
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Dropped connections are deliberate faults here, not news for the test output."""
 
     def __init__(self, instance: ServiceNowInstance, port: int) -> None:
         super().__init__(("127.0.0.1", port), _Handler)

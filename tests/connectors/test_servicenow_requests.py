@@ -12,7 +12,7 @@ from responses import matchers
 
 from connectors.base import ConnectionParams, Secret
 from connectors.errors import MalformedResponseError, SourceAuthError, TransientSourceError
-from connectors.servicenow import ServiceNowSource
+from connectors.servicenow import PAGE_ATTEMPTS, ServiceNowSource
 
 BASE = "https://acme.service-now.com"
 TABLE = f"{BASE}/api/now/table/incident"
@@ -49,10 +49,11 @@ def expect(
     rows: list[dict[str, Any]],
     total: int,
     offset: int = 0,
+    limit: int = 2,
 ) -> None:
     params = {
         "sysparm_query": query,
-        "sysparm_limit": "2",
+        "sysparm_limit": str(limit),
         "sysparm_offset": str(offset),
         "sysparm_fields": "sys_id,sys_updated_on,state",
         "sysparm_display_value": "False",
@@ -159,12 +160,52 @@ def test_server_error_after_retries_is_transient(
 @pytest.mark.parametrize(
     "body", ['{"result": [{"sys_id": "a", "sys_upd', "<html>login</html>", '{"nothing": []}']
 )
-def test_truncated_or_foreign_bodies_are_malformed(
+def test_truncated_or_foreign_bodies_are_malformed_once_asked_again_in_vain(
     mock: responses.RequestsMock, source: ServiceNowSource, body: str
 ) -> None:
-    mock.get(TABLE, body=body, headers={"X-Total-Count": "1"})
+    for _ in range(PAGE_ATTEMPTS):
+        mock.get(TABLE, body=body, headers={"X-Total-Count": "1"})
     with pytest.raises(MalformedResponseError, match="'acme'"):
         list(source.read("incident", fields=["state"]))
+    assert len(mock.calls) == PAGE_ATTEMPTS
+
+
+def test_a_malformed_page_is_asked_for_again(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
+    mock.get(TABLE, body='{"result": [{"sys_id": "a", "sys_upd', headers={"X-Total-Count": "1"})
+    expect(mock, ORDER, [rec("a", "2026-01-01 00:00:00")], total=1)
+    pages = list(source.read("incident", fields=["state"]))
+    assert [r.source_id for p in pages for r in p.records] == ["a"]
+
+
+def test_a_cancelled_transaction_halves_the_page_and_keeps_it_small(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
+    cancelled = {
+        "error": {"message": "Transaction cancelled: maximum execution time exceeded"},
+        "status": "failure",
+    }
+    mock.get(TABLE, json=cancelled, status=200)  # the instance answers 200 with the envelope
+    expect(mock, ORDER, [rec("a", "2026-01-01 00:00:00")], total=2, limit=1)
+    expect(mock, after("2026-01-01 00:00:00", "a"), [rec("b", "2026-01-02 00:00:00")], 1, limit=1)
+    pages = list(source.read("incident", fields=["state"]))
+    assert [r.source_id for p in pages for r in p.records] == ["a", "b"]
+    assert source.page_size == 1
+
+
+def test_forbidden_names_the_table_and_the_rights_to_check(
+    mock: responses.RequestsMock, source: ServiceNowSource
+) -> None:
+    mock.get(
+        TABLE,
+        status=403,
+        json={"error": {"message": "Insufficient rights to query records", "detail": None}},
+    )
+    with pytest.raises(SourceAuthError) as caught:
+        list(source.read("incident", fields=["state"]))
+    message = str(caught.value)
+    assert "HTTP 403" in message and "/api/now/table/incident" in message and "ACL" in message
 
 
 def test_a_page_that_goes_backwards_stops_instead_of_looping(

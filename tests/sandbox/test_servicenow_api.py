@@ -6,7 +6,7 @@ from pathlib import Path
 
 import requests
 
-from sandbox.servicenow import RunningSandbox, ServiceNowInstance, serve
+from sandbox.servicenow import REFERENCES, RunningSandbox, ServiceNowInstance, serve
 from tests.conftest import SANDBOX_PASSWORD, SANDBOX_USER
 
 AUTH = (SANDBOX_USER, SANDBOX_PASSWORD)
@@ -56,8 +56,11 @@ def test_paging_headers_and_string_values(snow: RunningSandbox) -> None:
     assert "sysparm_query=ORDERBYsys_id" in by_rel["next"]
     rows = response.json()["result"]
     assert len(rows) == 100
-    scalars = [v for row in rows for k, v in row.items() if k != "assignment_group"]
+    references = REFERENCES["incident"]
+    scalars = [v for row in rows for k, v in row.items() if k not in references]
     assert all(isinstance(v, str) for v in scalars)
+    linked = [row[k] for row in rows for k in references if row.get(k)]
+    assert linked and all(isinstance(v, dict) and v["link"] and v["value"] for v in linked)
 
 
 def test_fields_and_reference_matrix(snow: RunningSandbox) -> None:
