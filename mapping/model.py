@@ -128,7 +128,16 @@ CHANGE = KindSchema(
     standard_values={
         "type": frozenset({"normal", "standard", "emergency"}),
         "state": frozenset(
-            {"new", "assess", "authorize", "scheduled", "implement", "review", "closed", "cancelled"}
+            {
+                "new",
+                "assess",
+                "authorize",
+                "scheduled",
+                "implement",
+                "review",
+                "closed",
+                "cancelled",
+            }
         ),
         "close_code": frozenset({"successful", "successful_issues", "unsuccessful"}),
         "risk": frozenset({"very_high", "high", "moderate", "low"}),
@@ -176,8 +185,15 @@ PROBLEM = KindSchema(
     },
     standard_values={
         "state": frozenset(
-            {"new", "assess", "root_cause_analysis", "fix_in_progress", "resolved", "closed",
-             "cancelled"}
+            {
+                "new",
+                "assess",
+                "root_cause_analysis",
+                "fix_in_progress",
+                "resolved",
+                "closed",
+                "cancelled",
+            }
         ),
         "priority": frozenset({"P1", "P2", "P3", "P4", "P5"}),
     },
@@ -198,8 +214,9 @@ REQUEST_ITEM = KindSchema(
         "closed_at": "datetime",
     },
     standard_values={
-        "state": frozenset({"open", "in_progress", "closed_complete", "closed_incomplete",
-                            "cancelled"}),
+        "state": frozenset(
+            {"open", "in_progress", "closed_complete", "closed_incomplete", "cancelled"}
+        ),
         "priority": frozenset({"P1", "P2", "P3", "P4", "P5"}),
     },
 )
