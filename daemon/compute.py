@@ -11,13 +11,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select
 
 from daemon import store
 from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config
 from mapping.catalogue import MetricSpec
 from mapping.metrics import MetricValue, evaluate
+from mapping.model import KINDS
 from mapping.periods import Period, periods_between
 
 
@@ -75,13 +76,79 @@ def compute(
         columns = sorted({c for i in ids for c in metrics[i].required_fields()})
         lo = min(p.start for i in ids for p in plan[i])
         hi = max(p.end for i in ids for p in plan[i])
-        query = select(*(table.c[c] for c in columns)).where(
+        derived = [c for c in columns if c in KINDS[kind].derived]
+        stored = [c for c in columns if c not in derived]
+        if derived:
+            stored = sorted({*stored, "source", "source_id", "made_sla"})
+        query = select(*(table.c[c] for c in stored)).where(
             table.c[cohort] >= lo, table.c[cohort] < hi, table.c.deleted_at.is_(None)
         )
         rows = [cast(Mapping[str, Any], row._mapping) for row in conn.execute(query)]
+        if derived:
+            rows = with_sla_attainment(conn, config, rows, cohort, lo, hi)
         for metric_id in ids:
             values.extend(evaluate(metrics[metric_id], rows, plan[metric_id]))
     return values
+
+
+def sla_record_sources(config: Config) -> list[str]:
+    """Sources whose incidents take "SLA met" from their SLA cycles (mapping ``sla_attainment``)."""
+    return [
+        name
+        for name, spec in config.mappings.items()
+        if spec.uses_sla_records(config.settings.sources[name].streams)
+    ]
+
+
+def with_sla_attainment(
+    conn: Connection,
+    config: Config,
+    incidents: Sequence[Mapping[str, Any]],
+    cohort: str,
+    lo: datetime,
+    hi: datetime,
+) -> list[Mapping[str, Any]]:
+    """Add ``sla_met`` / ``response_sla_met`` to incident rows (True, False, or None = no SLA).
+
+    From SLA cycles where the source's mapping says so: met when no non-cancelled
+    cycle of that type breached. From the incident's ``made_sla`` flag otherwise
+    (which knows no response SLA).
+    """
+    by_cycles = set(sla_record_sources(config))
+    breached: dict[tuple[str, str, str], bool] = {}
+    if by_cycles:
+        sla, incident = CANONICAL_TABLES["sla"], CANONICAL_TABLES["incident"]
+        any_breach = func.max(case((sla.c.breached.is_(True), 1), else_=0))
+        query = (
+            select(sla.c.source, sla.c.task, sla.c.sla_type, any_breach)
+            .join(
+                incident,
+                and_(incident.c.source == sla.c.source, incident.c.source_id == sla.c.task),
+            )
+            .where(
+                incident.c[cohort] >= lo,
+                incident.c[cohort] < hi,
+                incident.c.deleted_at.is_(None),
+                sla.c.deleted_at.is_(None),
+                sla.c.source.in_(sorted(by_cycles)),
+                sla.c.sla_type.in_(["resolution", "response"]),
+                or_(sla.c.stage.is_(None), sla.c.stage != "cancelled"),
+            )
+            .group_by(sla.c.source, sla.c.task, sla.c.sla_type)
+        )
+        for source, task, sla_type, breach in conn.execute(query):
+            breached[(source, task, sla_type)] = bool(breach)
+    out: list[Mapping[str, Any]] = []
+    for row in incidents:
+        record = dict(row)
+        if row["source"] in by_cycles:
+            for column, sla_type in (("sla_met", "resolution"), ("response_sla_met", "response")):
+                hit = breached.get((row["source"], row["source_id"], sla_type))
+                record[column] = None if hit is None else not hit
+        else:
+            record["sla_met"], record["response_sla_met"] = row["made_sla"], None
+        out.append(record)
+    return out
 
 
 def recompute(engine: Engine, config: Config, days: Iterable[date] | None) -> int:

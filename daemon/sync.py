@@ -24,7 +24,7 @@ from connectors.base import Page, Source
 from connectors.errors import SourceError
 from connectors.registry import source_class
 from daemon import store
-from daemon.compute import AffectedDays, recompute
+from daemon.compute import AffectedDays, recompute, sla_record_sources
 from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config
 from mapping.model import KINDS
@@ -119,6 +119,7 @@ class _StreamWriter:
         self.source = source
         self.stream = stream
         self.affected = affected
+        self.sla_decides_incidents = kind == "sla" and source in sla_record_sources(config)
 
     def write(self, conn: Connection, run_id: str, page: Page, skipped: Counter[str]) -> int:
         store.write_raw(conn, self.source, self.stream, run_id, page.records)
@@ -139,6 +140,14 @@ class _StreamWriter:
         store.write_canonical(conn, self.table, mapped)
         store.delete_canonical(conn, self.table, self.source, rejected)
         self.affected.add_rows(self.kind, mapped)
+        if self.sla_decides_incidents:
+            # An SLA cycle changes its incident's "SLA met": recompute the incident's periods.
+            tasks = sorted({r["task"] for r in mapped if r.get("task")})
+            incidents = CANONICAL_TABLES["incident"]
+            columns = self.affected.cohort_columns("incident")
+            self.affected.add_rows(
+                "incident", store.existing_values(conn, incidents, self.source, tasks, columns)
+            )
         return len(mapped)
 
 

@@ -80,11 +80,13 @@ def test_scorecard_json_has_four_perspectives_and_no_invented_values(synced: Pat
     measures = {
         m["metric"]: m for p in card["perspectives"] for o in p["objectives"] for m in o["measures"]
     }
-    assert set(measures) == {"C1", "C4", "I1"}
+    assert set(measures) == {"C1", "C2", "C4", "I1"}
     assert all(
-        m["value"] is not None and m["status"] in {"green", "amber", "red"}
-        for m in measures.values()
+        measures[m]["value"] is not None and measures[m]["status"] in {"green", "amber", "red"}
+        for m in ("C1", "C4", "I1")
     )
+    # Only incidents are synced: no SLA cycles, and made_sla says nothing about response.
+    assert measures["C2"]["value"] is None and measures["C2"]["status"] == "grey"
     financial = card["perspectives"][1]
     assert financial["score"] is None
     assert card["previous_period"] == "2026-04"

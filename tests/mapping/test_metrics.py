@@ -33,7 +33,7 @@ def incident(resolved: datetime | None, hours: float = 1.0, **fields: Any) -> di
         "assignment_group": "g1",
         "close_code": "solved",
         "reopen_count": 0,
-        "made_sla": True,
+        "sla_met": True,  # derived from made_sla or SLA cycles when metrics run
         "opened_at": resolved - timedelta(hours=hours) if resolved else None,
         "resolved_at": resolved,
     }
@@ -70,8 +70,8 @@ def test_median_resolution_hours_with_exclusions_counted(catalogue: Catalogue) -
 
 
 def test_sla_attainment_is_a_ratio_of_records_not_of_daily_rates(catalogue: Catalogue) -> None:
-    rows = [incident(at(1), made_sla=False)] + [incident(at(2)) for _ in range(9)]
-    rows.append(incident(at(3), made_sla=None))
+    rows = [incident(at(1), sla_met=False)] + [incident(at(2)) for _ in range(9)]
+    rows.append(incident(at(3), sla_met=None))
     value = only_all(evaluate(catalogue.by_id()["C1"], rows, [MAY]), "2026-05")
     assert (value.numerator, value.denominator, value.value) == (9, 10, 90.0)
     assert value.exclusions == {"no SLA": 1}
