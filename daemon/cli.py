@@ -12,10 +12,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from daemon import db, report, store
+from daemon.census import census
 from daemon.compute import compute
 from daemon.logconfig import configure, register_secrets
 from daemon.settings import Config, ConfigError, find_config, load_config
@@ -159,6 +160,61 @@ def resync_command(
         raise typer.Exit(EXIT_SYNC_FAILED)
 
 
+@app.command("census")
+def census_command(
+    sources: Annotated[
+        list[str] | None, typer.Argument(help="Source names from the config; default all.")
+    ] = None,
+    stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Mark records deleted even beyond census.max_deleted_percent."
+        ),
+    ] = False,
+    output: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Find records deleted (or hidden) at the source and mark them; fetch any the store lacks."""
+    config = _load()
+    names = sources or list(config.settings.sources)
+    unknown = [n for n in names if n not in config.settings.sources]
+    if unknown:
+        err.print(
+            f"unknown source(s): {', '.join(unknown)}; configured: {', '.join(config.settings.sources)}"
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    results = census(_engine(config), config, sources=names, stream=stream, force=force)
+    rows = [
+        {
+            "source": r.source,
+            "stream": r.stream,
+            "run_id": r.run_id,
+            "outcome": r.outcome,
+            "at_source": r.at_source,
+            "stored": r.stored,
+            "marked_deleted": r.marked_deleted,
+            "fetched": r.fetched,
+            "seconds": round(r.seconds, 3),
+            "error": r.error,
+        }
+        for r in results
+    ]
+    if output == Format.json:
+        out.print_json(data={"ok": all(r.outcome == "succeeded" for r in results), "streams": rows})
+    else:
+        for row in rows:
+            line = (
+                f"{row['source']}/{row['stream']}: {row['outcome']} — {row['at_source']} at the "
+                f"source, {row['stored']} stored, {row['marked_deleted']} marked deleted, "
+                f"{row['fetched']} fetched"
+            )
+            out.print(line, highlight=False)
+            if row["error"]:
+                err.print(f"  {row['error']}", highlight=False)
+    if any(r.outcome != "succeeded" for r in results):
+        raise typer.Exit(EXIT_SYNC_FAILED)
+
+
 def _parse_since(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -230,7 +286,9 @@ def status_command(
     if output == Format.json:
         out.print_json(data={"streams": rows})
         return
-    table = Table("source", "stream", "last success (UTC)", "last run", "records", "cursor")
+    table = Table(
+        "source", "stream", "last success (UTC)", "last run", "records", "deleted", "cursor"
+    )
     for row in rows:
         last = row["last_run"]
         run = f"{last['outcome']} {last['started_at'][:16]}" if last else "never"
@@ -240,17 +298,19 @@ def status_command(
             (row["last_success_at"] or "never")[:19],
             run,
             str(row["records"]),
+            str(row["deleted"]),
             json.dumps(row["cursor"]) if row["cursor"] else "—",
         )
         if last and last["error"]:
-            table.add_row("", "", "", f"[red]{last['error'][:120]}[/]", "", "")
+            table.add_row("", "", "", f"[red]{last['error'][:120]}[/]", "", "", "")
     out.print(table)
 
 
 def _status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
-    st, run, raw = store.state_table, store.run_table, store.raw_table
+    st, run = store.state_table, store.run_table
     rows = []
     with engine.connect() as conn:
+        counts = store.stream_counts(conn)
         for name, source in config.settings.sources.items():
             for stream in source.streams:
                 sync_state = conn.execute(
@@ -262,11 +322,18 @@ def _status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
                     .order_by(run.c.started_at.desc())
                     .limit(1)
                 ).first()
-                count = conn.execute(
-                    select(func.count())
-                    .select_from(raw)
-                    .where(raw.c.source == name, raw.c.stream == stream, raw.c.deleted_at.is_(None))
-                ).scalar_one()
+                census_run = conn.execute(
+                    select(run.c.finished_at)
+                    .where(
+                        run.c.source == name,
+                        run.c.stream == stream,
+                        run.c.mode == "census",
+                        run.c.outcome == "succeeded",
+                    )
+                    .order_by(run.c.started_at.desc())
+                    .limit(1)
+                ).first()
+                count, deleted = counts.get((name, stream), (0, 0))
                 rows.append(
                     {
                         "source": name,
@@ -277,6 +344,10 @@ def _status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
                         else None,
                         "cursor": sync_state.cursor if sync_state else None,
                         "records": count,
+                        "deleted": deleted,
+                        "last_census_at": census_run.finished_at.isoformat()
+                        if census_run and census_run.finished_at
+                        else None,
                         "last_run": {
                             "id": last.id,
                             "outcome": last.outcome,

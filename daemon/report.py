@@ -33,6 +33,8 @@ class Freshness:
     source: str
     stream: str
     last_success_at: datetime | None
+    records: int = 0
+    deleted: int = 0  # marked deleted by the census: no longer counted in any metric
 
 
 @dataclass
@@ -78,9 +80,16 @@ def build_scorecard(engine: Engine, config: Config, period: Period) -> Scorecard
     before = previous_period(period, config.zone)
     with engine.connect() as conn:
         current, previous = readings(conn, config, period), readings(conn, config, before)
+        counts = store.stream_counts(conn)
         freshness = [
-            Freshness(r.source, r.stream, r.last_success_at)
-            for r in conn.execute(select(store.state_table).order_by(store.state_table.c.source))
+            Freshness(
+                r.source, r.stream, r.last_success_at, *counts.get((r.source, r.stream), (0, 0))
+            )
+            for r in conn.execute(
+                select(store.state_table).order_by(
+                    store.state_table.c.source, store.state_table.c.stream
+                )
+            )
         ]
     result = evaluate_scorecard(config.scorecard, config.catalogue, current, previous)
     return ScorecardReport(period, before, result, freshness)
@@ -146,6 +155,8 @@ def scorecard_json(report: ScorecardReport) -> dict[str, Any]:
                 "source": f.source,
                 "stream": f.stream,
                 "last_success_at": f.last_success_at.isoformat() if f.last_success_at else None,
+                "records": f.records,
+                "deleted": f.deleted,
             }
             for f in report.freshness
         ],
@@ -226,7 +237,13 @@ def _freshness_line(freshness: list[Freshness]) -> Text:
         else f"{f.source}/{f.stream} never succeeded"
         for f in freshness
     ]
-    return Text("last successful sync: " + ", ".join(parts), style="bright_black")
+    line = Text("last successful sync: " + ", ".join(parts), style="bright_black")
+    deleted = [f"{f.source}/{f.stream} {f.deleted}" for f in freshness if f.deleted]
+    if deleted:
+        line.append(
+            "\nremoved at the source, no longer counted: " + ", ".join(deleted), style="yellow"
+        )
+    return line
 
 
 def metric_value_json(row: Mapping[str, Any] | MetricValue) -> dict[str, Any]:

@@ -182,6 +182,27 @@ def count_page(conn: Connection, run_id: str, fetched: int, written: int, skippe
     )
 
 
+def count_census(conn: Connection, run_id: str, seen: int, fetched: int, deleted: int) -> None:
+    """A census run's figures: ids seen at the source, records fetched, records marked deleted."""
+    conn.execute(
+        update(run_table)
+        .where(run_table.c.id == run_id)
+        .values(records_fetched=seen, records_written=fetched, records_deleted=deleted)
+    )
+
+
+def stream_counts(conn: Connection) -> dict[tuple[str, str], tuple[int, int]]:
+    """(source, stream) -> (records stored and visible, records marked deleted at the source)."""
+    raw = raw_table
+    query = select(
+        raw.c.source, raw.c.stream, raw.c.deleted_at.is_(None).label("alive"), func.count()
+    ).group_by(raw.c.source, raw.c.stream, raw.c.deleted_at.is_(None))
+    counts: dict[tuple[str, str], list[int]] = {}
+    for source, stream, alive, n in conn.execute(query):
+        counts.setdefault((source, stream), [0, 0])[0 if alive else 1] += int(n)
+    return {key: (a, d) for key, (a, d) in counts.items()}
+
+
 def finish_run(conn: Connection, run_id: str, outcome: str, error: str | None = None) -> None:
     conn.execute(
         update(run_table)

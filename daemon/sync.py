@@ -105,7 +105,7 @@ def resync(
     return summary
 
 
-class _StreamWriter:
+class StreamWriter:
     """Writes one stream's pages; knows the canonical kind and translator for it."""
 
     def __init__(self, config: Config, source: str, stream: str, affected: AffectedDays) -> None:
@@ -164,7 +164,7 @@ def _sync_stream(
 ) -> StreamResult:
     result = StreamResult(source, stream, str(uuid.uuid4()), mode)
     bound = log.bind(source=source, stream=stream, run_id=result.run_id)
-    writer = _StreamWriter(config, source, stream, affected)
+    writer = StreamWriter(config, source, stream, affected)
     started = time.monotonic()
     with engine.begin() as conn:
         abandoned = store.close_abandoned_runs(conn, source, stream)

@@ -172,6 +172,7 @@ def _incident(
         made_sla = "true" if (end - opened) <= timedelta(hours=goal_hours) else "false"
     return {
         "sys_id": _sys_id(rng),
+        "sys_class_name": "incident",
         "number": f"INC{10000 + i:07d}",
         "short_description": rng.choice(SHORT_DESCRIPTIONS),
         "state": state,

@@ -78,8 +78,25 @@ class ConfigFiles:
     env: dict[str, str]
 
 
+ALL_STREAMS = (
+    "sys_user_group",
+    "change_request",
+    "problem",
+    "incident",
+    "task_sla",
+    "sc_req_item",
+    "asmt_metric_result",
+)
+
+
 def write_config(
-    directory: Path, *, url: str, db_url: str, page_size: int = 100, extra_source: str = ""
+    directory: Path,
+    *,
+    url: str,
+    db_url: str,
+    page_size: int = 100,
+    extra_source: str = "",
+    streams: tuple[str, ...] = ("incident",),
 ) -> ConfigFiles:
     """An itbsc.toml for the sandbox plus copies of the shipped mapping, catalogue and scorecard."""
     shipped = config_dir()
@@ -100,7 +117,7 @@ kind = "servicenow"
 url = "{url}"
 username = "{SANDBOX_USER}"
 password_env = "ITBSC_TEST_SNOW_PASSWORD"
-streams = ["incident"]
+streams = [{", ".join(f'"{s}"' for s in streams)}]
 mapping = "mappings/servicenow.toml"
 page_size = {page_size}
 max_retries = 1
