@@ -81,6 +81,7 @@ class ServiceNowInstance:
     latency_seconds: float = 0.0
     requests_served: int = 0
     oauth_clients: dict[str, str] = field(default_factory=dict)  # client_id -> client secret
+    basic_auth: bool = True  # False: an OAuth-only instance
     token_lifetime_seconds: float = TOKEN_LIFETIME_SECONDS
     token_grants: list[str] = field(default_factory=list)  # grant types served, in order
     faults: list[Fault] = field(default_factory=list)
@@ -190,7 +191,7 @@ class ServiceNowInstance:
                 user, expires = self._tokens.get(header[7:], ("", 0.0))
             if user and time.monotonic() < expires:
                 return
-        if header and header.startswith("Basic "):
+        if self.basic_auth and header and header.startswith("Basic "):
             try:
                 user, _, password = base64.b64decode(header[6:]).decode().partition(":")
             except (ValueError, UnicodeDecodeError):

@@ -97,6 +97,9 @@ def write_config(
     page_size: int = 100,
     extra_source: str = "",
     streams: tuple[str, ...] = ("incident",),
+    max_retries: int = 1,
+    timeout_seconds: float = 10,
+    auth: str = "",
 ) -> ConfigFiles:
     """An itbsc.toml for the sandbox plus copies of the shipped mapping, catalogue and scorecard."""
     shipped = config_dir()
@@ -120,8 +123,9 @@ password_env = "ITBSC_TEST_SNOW_PASSWORD"
 streams = [{", ".join(f'"{s}"' for s in streams)}]
 mapping = "mappings/servicenow.toml"
 page_size = {page_size}
-max_retries = 1
-timeout_seconds = 10
+max_retries = {max_retries}
+timeout_seconds = {timeout_seconds}
+{auth}
 {extra_source}
 """,
         encoding="utf-8",

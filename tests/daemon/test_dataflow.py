@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -19,6 +18,7 @@ from daemon.sync import resync
 from mapping.periods import parse_period
 from sandbox.servicenow import RunningSandbox
 from tests.conftest import write_config
+from tests.helpers import source_truth, stored_raw
 
 
 @pytest.fixture
@@ -41,24 +41,6 @@ def snapshot(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
             rows = conn.execute(sa.select(*columns)).all()
             out[table.name] = sorted((tuple(r) for r in rows), key=repr)
     return out
-
-
-def source_truth(snow: RunningSandbox, config: Config) -> dict[str, dict[str, Any]]:
-    """The sandbox's incidents, reduced to the fields the mapping asks the connector for."""
-    found = config.mappings["snow"].for_stream("incident")
-    assert found is not None
-    fields = {"sys_id", "sys_updated_on", *found[1].source_fields()}
-    return {
-        r["sys_id"]: {k: v for k, v in r.items() if k in fields}
-        for r in snow.instance.records("incident")
-    }
-
-
-def stored_raw(engine: sa.Engine) -> dict[str, dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(store.raw_table.c.source_id, store.raw_table.c.payload)).all()
-    assert len(rows) == len({r.source_id for r in rows}), "a record is stored twice"
-    return {r.source_id: orjson.loads(r.payload) for r in rows}
 
 
 def expected_month(
