@@ -15,7 +15,7 @@ from mapping.periods import GRAINS, Grain
 from mapping.tomlfile import read_toml, validate
 
 DEFAULT_GRAINS: tuple[Grain, ...] = ("week", "month", "quarter", "year")
-MetricKind = Literal["ratio", "duration", "count"]
+MetricKind = Literal["ratio", "duration", "count", "average"]
 Statistic = Literal["median", "mean", "p90"]
 
 
@@ -46,6 +46,7 @@ class MetricSpec(_Strict):
     numerator: dict[str, Any] | None = None  # ratio: the share of the population that counts
     start: str | None = None  # duration: from this timestamp ...
     end: str | None = None  # ... to this one
+    value: str | None = None  # average: the numeric field averaged (sum / records)
     statistic: Statistic = "median"
     breakdowns: list[str] = Field(default_factory=list)
     grains: list[Grain] | None = None
@@ -87,6 +88,11 @@ class MetricSpec(_Strict):
                 problems.append("start/end: a duration metric needs both timestamps")
             field("start", self.start, "datetime")
             field("end", self.end, "datetime")
+        if self.kind == "average":
+            if not self.value:
+                problems.append("value: an average metric needs the numeric field it averages")
+            elif schema.type_of(self.value) not in ("int", "seconds"):
+                problems.append(f"value: {self.value!r} is not a numeric {self.record} field")
         if self.grains and set(self.grains) - set(GRAINS):
             problems.append(f"grains: use {', '.join(GRAINS)}")
         return problems
@@ -114,7 +120,7 @@ class MetricSpec(_Strict):
         names = {self.cohort, *self.breakdowns, "source"}
         for spec in self._filters().values():
             names.update(spec or {})
-        names.update(n for n in (self.start, self.end) if n)
+        names.update(n for n in (self.start, self.end, self.value) if n)
         return sorted(names)
 
 

@@ -108,12 +108,15 @@ def evaluate(
         sample: float | None = None
         if reason is None and metric.kind == "duration":
             sample, reason = _duration_hours(metric, row)
+        elif reason is None and metric.kind == "average":
+            sample = row.get(metric.value or "")
+            reason = f"missing {metric.value}" if sample is None else None
         for key in targets:
             bucket = buckets[key]
             if reason is not None:
                 bucket.excluded[reason] += 1
-            elif metric.kind == "duration" and sample is not None:
-                bucket.samples.append(sample)
+            elif metric.kind in ("duration", "average") and sample is not None:
+                bucket.samples.append(float(sample))
             else:
                 bucket.denominator += 1
                 if metric.kind == "ratio" and numerator.matches(row):
@@ -144,9 +147,10 @@ def _results(
 
 def _value(metric: MetricSpec, period: Period, dimension: str, bucket: _Bucket) -> MetricValue:
     excluded = dict(bucket.excluded)
-    if metric.kind == "duration":
+    if metric.kind in ("duration", "average"):
         n = len(bucket.samples)
-        value = STATISTICS[metric.statistic](bucket.samples) if n else None
+        statistic = STATISTICS[metric.statistic if metric.kind == "duration" else "mean"]
+        value = statistic(bucket.samples) if n else None
         total = sum(bucket.samples)
         return MetricValue(
             metric.id, period, dimension, value, total if n else None, n or None, n, excluded
