@@ -33,7 +33,7 @@ from connectors.base import Source
 from connectors.errors import SourceError
 from connectors.registry import source_class
 from daemon import store
-from daemon.compute import AffectedDays, recompute
+from daemon.compute import AffectedDays, recompute_dirty
 from daemon.settings import Config
 from daemon.sync import StreamWriter
 
@@ -74,8 +74,7 @@ def census(
                 results.append(
                     _census_stream(engine, config, connector, name, stream_name, force, affected)
                 )
-    if affected.days:
-        recompute(engine, config, affected.days)
+    recompute_dirty(engine, config)
     return results
 
 
@@ -202,6 +201,7 @@ def _mark_deleted(conn: Connection, writer: StreamWriter, ids: list[str]) -> Non
         .where(table.c.source == writer.source, table.c.source_id.in_(ids))
         .values(deleted_at=stamp)
     )
+    writer.affected.save(conn)
 
 
 def _finish(engine: Engine, result: CensusResult) -> None:

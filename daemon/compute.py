@@ -31,6 +31,12 @@ class AffectedDays:
         for metric in config.catalogue.metric:
             self._cohorts[metric.record].add(metric.cohort)
         self.days: set[date] = set()
+        self._unsaved: set[date] = set()
+
+    def save(self, conn: Connection) -> None:
+        """Persist the days added since the last save, in the caller's (page) transaction."""
+        store.mark_dirty(conn, self._unsaved)
+        self._unsaved.clear()
 
     def cohort_columns(self, kind: str) -> list[str]:
         return sorted(self._cohorts.get(kind, ()))
@@ -41,7 +47,10 @@ class AffectedDays:
             for column in columns:
                 moment = row.get(column)
                 if moment is not None:
-                    self.days.add(moment.astimezone(self._zone).date())
+                    day = moment.astimezone(self._zone).date()
+                    if day not in self.days:
+                        self.days.add(day)
+                        self._unsaved.add(day)
 
 
 def _periods_for_days(config: Config, metric: MetricSpec, days: Iterable[date]) -> list[Period]:
@@ -151,9 +160,21 @@ def with_sla_attainment(
     return out
 
 
+def recompute_dirty(engine: Engine, config: Config) -> int:
+    """Recompute the periods of every day marked dirty (by this run or one that died)."""
+    with engine.connect() as conn:
+        days = store.dirty_days(conn)
+    return recompute(engine, config, days) if days else 0
+
+
 def recompute(engine: Engine, config: Config, days: Iterable[date] | None) -> int:
     """Recompute and store the periods holding ``days`` (None: every period with data)."""
     with engine.begin() as conn:
+        if days is not None:
+            days = set(days)
+            store.clear_dirty(conn, days)
+        else:
+            store.clear_dirty(conn, store.dirty_days(conn))
         plan: dict[str, list[Period]] = {}
         for metric in config.catalogue.metric:
             touched = list(days) if days is not None else _all_days(conn, config, metric)

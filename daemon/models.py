@@ -44,7 +44,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
+        zone = value.tzinfo
+        if zone is UTC:  # what the pipeline produces: skip the conversion
+            return value.replace(tzinfo=None)
+        if zone is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(UTC).replace(tzinfo=None)
 
@@ -183,3 +186,17 @@ class MetricValueRow(Base):
     exclusions: Mapped[dict[str, Any]]
     mapping_version: Mapped[str] = mapped_column(String(300))
     computed_at: Mapped[datetime]
+
+
+class DirtyDay(Base):
+    """A local calendar day whose metric periods must be recomputed.
+
+    Written in the same transaction as the page that touched it and removed in
+    the transaction that stores the new values, so a process killed between
+    sync and recompute leaves the work recorded, not lost.
+    """
+
+    __tablename__ = "metric_dirty_day"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, reporting zone
+    marked_at: Mapped[datetime]

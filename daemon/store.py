@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 import orjson
@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.base import Cursor, RawRecord
-from daemon.models import MetricValueRow, SyncRun, SyncState
+from daemon.models import DirtyDay, MetricValueRow, SyncRun, SyncState
 from daemon.models import RawRecord as RawRecordRow
 from mapping.model import CanonicalRecord
 
@@ -19,6 +19,7 @@ raw_table: Table = RawRecordRow.__table__  # type: ignore[assignment]
 state_table: Table = SyncState.__table__  # type: ignore[assignment]
 run_table: Table = SyncRun.__table__  # type: ignore[assignment]
 metric_table: Table = MetricValueRow.__table__  # type: ignore[assignment]
+dirty_table: Table = DirtyDay.__table__  # type: ignore[assignment]
 
 MAX_BIND_PARAMS = 30000  # below SQLite's 32766 and PostgreSQL's 65535
 
@@ -230,6 +231,25 @@ def close_abandoned_runs(conn: Connection, source: str, stream: str) -> int:
 
 
 # -- metric values ------------------------------------------------------------
+
+
+def mark_dirty(conn: Connection, days: Iterable[date]) -> None:
+    """Record days whose periods need recomputing (idempotent)."""
+    rows = [{"day": d.isoformat(), "marked_at": now()} for d in sorted(set(days))]
+    if not rows:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(insert(dirty_table).on_conflict_do_nothing(index_elements=["day"]), rows)
+
+
+def dirty_days(conn: Connection) -> set[date]:
+    return {date.fromisoformat(r.day) for r in conn.execute(select(dirty_table.c.day))}
+
+
+def clear_dirty(conn: Connection, days: Iterable[date]) -> None:
+    keys = [d.isoformat() for d in days]
+    for start in range(0, len(keys), 1000):
+        conn.execute(delete(dirty_table).where(dirty_table.c.day.in_(keys[start : start + 1000])))
 
 
 def write_metric_values(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -24,8 +24,9 @@ from connectors.base import Page, Source
 from connectors.errors import SourceError
 from connectors.registry import source_class
 from daemon import store
-from daemon.compute import AffectedDays, recompute, sla_record_sources
+from daemon.compute import AffectedDays, recompute_dirty, sla_record_sources
 from daemon.models import CANONICAL_TABLES
+from daemon.prefetch import Prefetch
 from daemon.settings import Config
 from mapping.model import KINDS
 from mapping.translate import SkippedRecord, Translator
@@ -55,6 +56,7 @@ class StreamResult:
 class SyncSummary:
     streams: list[StreamResult]
     metric_values: int = 0
+    recompute_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -93,8 +95,9 @@ def resync(
                     )
                 )
     summary = SyncSummary(results)
-    if affected.days:
-        summary.metric_values = recompute(engine, config, affected.days)
+    started = time.monotonic()
+    summary.metric_values = recompute_dirty(engine, config)
+    summary.recompute_seconds = time.monotonic() - started
     log.info(
         "sync finished",
         streams=len(results),
@@ -148,6 +151,7 @@ class StreamWriter:
             self.affected.add_rows(
                 "incident", store.existing_values(conn, incidents, self.source, tasks, columns)
             )
+        self.affected.save(conn)
         return len(mapped)
 
 
@@ -177,7 +181,8 @@ def _sync_stream(
         )
     bound.info("sync started", mode=mode, cursor=cursor, since=since.isoformat() if since else None)
     try:
-        for page in connector.read(stream, fields=writer.fields, cursor=cursor, since=since):
+        pages = connector.read(stream, fields=writer.fields, cursor=cursor, since=since)
+        for page in Prefetch(pages, name=f"read {source}/{stream}"):
             with engine.begin() as conn:
                 written = writer.write(conn, result.run_id, page, result.skipped)
                 # --since re-reads a window: it never moves the incremental cursor.

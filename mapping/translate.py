@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 from mapping.model import CanonicalRecord, FieldType, KindSchema
 from mapping.spec import KindMap, MappingSpec
 
+ISO_FORMATS = frozenset({"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"})
+UTC_ZONE = ZoneInfo("UTC")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -29,6 +31,8 @@ class Translator:
         self._spec = spec
         self._source = source
         self._zone: tzinfo = ZoneInfo(spec.timezone)
+        # fromisoformat is ~20x faster than strptime and reads exactly these layouts
+        self._iso = spec.datetime_format in ISO_FORMATS
 
     def translate(
         self, source_id: str, updated_at: datetime, data: Mapping[str, Any]
@@ -84,13 +88,18 @@ class Translator:
     def _to_datetime(self, raw: Any) -> datetime:
         text = str(raw).strip()
         try:
-            parsed = datetime.strptime(text, self._spec.datetime_format)
+            if self._iso and len(text) == 19:
+                parsed = datetime.fromisoformat(text)
+            else:
+                parsed = datetime.strptime(text, self._spec.datetime_format)
         except ValueError:
             try:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
                 raise ValueError(f"{text[:40]!r} is not a date-time") from None
         if parsed.tzinfo is None:
+            if self._zone is UTC_ZONE:
+                return parsed.replace(tzinfo=UTC)
             parsed = parsed.replace(tzinfo=self._zone)
         return parsed.astimezone(UTC)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sandbox.generator import generate
@@ -16,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=5000, help="generated incidents")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
+        "--end", type=datetime.fromisoformat, help="end of the generated year (ISO, UTC)"
+    )
+    parser.add_argument(
+        "--incidents-only", action="store_true", help="skip changes, SLAs, requests, surveys"
+    )
+    parser.add_argument(
         "--load", type=Path, help="JSON-lines file of incident records to serve instead"
     )
     parser.add_argument("--user", default="admin")
@@ -26,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         instance.insert_many("sys_user_group", [])
         count = instance.load_jsonl(args.load, "incident")
     else:
-        instance.load(generate(args.count, seed=args.seed))
+        end = args.end.replace(tzinfo=args.end.tzinfo or UTC) if args.end else None
+        instance.load(
+            generate(args.count, end=end, seed=args.seed, related=not args.incidents_only)
+        )
         count = args.count
     running = serve(instance, args.port)
     print(

@@ -14,6 +14,7 @@ sandbox.faults.
 from __future__ import annotations
 
 import base64
+import bisect
 import random
 import re
 import secrets
@@ -62,6 +63,21 @@ REFERENCES: dict[str, dict[str, str]] = {
     "asmt_metric_result": {"instance": "asmt_assessment_instance", "metric": "asmt_metric"},
 }
 TOKEN_LIFETIME_SECONDS = 1799
+_TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
+_SINCE = re.compile(rf"sys_updated_on>=(?P<t>{_TIME})\^ORDERBYsys_updated_on\^ORDERBYsys_id")
+_AFTER = re.compile(
+    rf"sys_updated_on=(?P<t>{_TIME})\^sys_id>(?P<id>[0-9a-f]{{32}})"
+    rf"\^NQsys_updated_on>(?P<t2>{_TIME})\^ORDERBYsys_updated_on\^ORDERBYsys_id"
+)
+
+
+def _key_of(updated: str, sys_id: str) -> tuple[Any, ...]:
+    """The general evaluator's order: ``sort_key`` of sys_updated_on, then of sys_id."""
+    return (_UPDATED_KEY({"v": updated}), _ID_KEY({"v": sys_id}) if sys_id else (-1, 0.0, ""))
+
+
+_UPDATED_KEY = encoded_query.sort_key("v")
+_ID_KEY = encoded_query.sort_key("v")
 
 
 class ApiError(Exception):
@@ -86,7 +102,12 @@ class ServiceNowInstance:
     token_grants: list[str] = field(default_factory=list)  # grant types served, in order
     faults: list[Fault] = field(default_factory=list)
     acl_hidden: set[str] = field(default_factory=set)  # sys_ids the API user may not read
+    fast_keyset: bool = True  # answer sync-shaped keyset queries from a sorted index
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)
+    _versions: dict[str, int] = field(default_factory=dict, repr=False)
+    _indexes: dict[str, tuple[int, list[Any], list[dict[str, Any]]]] = field(
+        default_factory=dict, repr=False
+    )
     _refresh_tokens: dict[str, str] = field(default_factory=dict, repr=False)
     # Called with the running request count before a list request is answered:
     # tests use it to change data between the pages of a sync.
@@ -110,6 +131,7 @@ class ServiceNowInstance:
             store = self.tables.setdefault(table, {})
             for row in rows:
                 store[str(row["sys_id"])] = {k: _as_string(v) for k, v in row.items()}
+            self._changed(table)
 
     def update(
         self, table: str, sys_id: str, *, touch: bool = True, **changes: str
@@ -122,6 +144,7 @@ class ServiceNowInstance:
         with self._lock:
             record = self.tables[table][sys_id]
             record.update(changes)
+            self._changed(table)
             if touch:
                 record["sys_updated_on"] = datetime.now(UTC).strftime(SN_FORMAT)
                 record["sys_mod_count"] = str(int(record.get("sys_mod_count") or 0) + 1)
@@ -131,6 +154,7 @@ class ServiceNowInstance:
         """Delete as the platform does: no row left, a ``sys_audit_delete`` entry instead."""
         with self._lock:
             del self.tables[table][sys_id]
+            self._changed(table)
             audit = self.tables.setdefault("sys_audit_delete", {})
             audit_id = secrets.token_hex(16)
             audit[audit_id] = {
@@ -140,6 +164,14 @@ class ServiceNowInstance:
                 "sys_created_on": datetime.now(UTC).strftime(SN_FORMAT),
                 "sys_updated_on": datetime.now(UTC).strftime(SN_FORMAT),
             }
+
+    def touch(self, table: str, count: int, seed: int = 0) -> int:
+        """Update ``count`` random records of ``table`` as users would (for benchmarks)."""
+        with self._lock:
+            ids = random.Random(seed).sample(sorted(self.tables[table]), count)
+            for sys_id in ids:
+                self.update(table, sys_id, reassignment_count="1")
+        return len(ids)
 
     def fault_for(self, table: str, limit: int) -> Fault | None:
         """The first switched-on fault that fires for this request, if any."""
@@ -206,20 +238,61 @@ class ServiceNowInstance:
         """Rows of one page, the total matching, and the limit and offset used."""
         limit = _positive_int(params.get("sysparm_limit"), DEFAULT_LIMIT, "sysparm_limit")
         offset = _non_negative_int(params.get("sysparm_offset"), "sysparm_offset")
+        text = params.get("sysparm_query", "")
         with self._lock:
-            rows = list(self._table(table).values())
-        fields = {k for row in rows[:1] for k in row} | {"sys_id"}
-        query = encoded_query.parse(params.get("sysparm_query", ""), fields)
-        matched = [r for r in rows if query.matches(r)]
-        if query.order_by:
-            for name, descending in reversed(query.order_by):
-                matched.sort(key=encoded_query.sort_key(name), reverse=descending)
-        else:
-            random.shuffle(matched)  # the instance guarantees no order without ORDERBY
+            self._table(table)
+            matched = self._keyset_rows(table, text) if self.fast_keyset else None
+            rows = list(self.tables[table].values()) if matched is None else []
+        if matched is None:
+            fields = {k for row in rows[:1] for k in row} | {"sys_id"}
+            query = encoded_query.parse(text, fields)
+            matched = [r for r in rows if query.matches(r)]
+            if query.order_by:
+                for name, descending in reversed(query.order_by):
+                    matched.sort(key=encoded_query.sort_key(name), reverse=descending)
+            else:
+                random.shuffle(matched)  # the instance guarantees no order without ORDERBY
         page = matched[offset : offset + limit]
         if self.acl_hidden:  # ACLs filter after the limit is applied: pages come back short
             page = [r for r in page if r["sys_id"] not in self.acl_hidden]
         return [self._render(table, r, params) for r in page], len(matched), limit, offset
+
+    def _keyset_rows(self, table: str, text: str) -> list[dict[str, Any]] | None:
+        """The keyset queries a sync sends, answered from a sorted index instead of a scan.
+
+        Same rows, same order as the general evaluator (a test holds them equal);
+        None for any other query. Without it a 100,000-row table costs the
+        emulator a full scan and sort per page, and benchmarks would time the
+        emulator rather than the sync.
+        """
+        order = "ORDERBYsys_updated_on^ORDERBYsys_id"
+        if text == order:
+            key: tuple[Any, ...] | None = None
+            strict = False
+        elif (m := _SINCE.fullmatch(text)) is not None:
+            key, strict = (_key_of(m["t"], ""),), False
+        elif (m := _AFTER.fullmatch(text)) is not None and m["t"] == m["t2"]:
+            key, strict = (_key_of(m["t"], m["id"]),), True
+        else:
+            return None
+        keys, rows = self._sorted_index(table)
+        if key is None:
+            return list(rows)
+        position = (bisect.bisect_right if strict else bisect.bisect_left)(keys, key[0])
+        return rows[position:]
+
+    def _sorted_index(self, table: str) -> tuple[list[Any], list[dict[str, Any]]]:
+        store = self.tables[table]
+        cached = self._indexes.get(table)
+        if cached is None or cached[0] != self._versions.get(table, 0):
+            rows = sorted(store.values(), key=lambda r: _key_of(r["sys_updated_on"], r["sys_id"]))
+            keys = [_key_of(r["sys_updated_on"], r["sys_id"]) for r in rows]
+            cached = (self._versions.get(table, 0), keys, rows)
+            self._indexes[table] = cached
+        return cached[1], cached[2]
+
+    def _changed(self, table: str) -> None:
+        self._versions[table] = self._versions.get(table, 0) + 1
 
     def get(self, table: str, sys_id: str, params: Mapping[str, str]) -> dict[str, Any]:
         with self._lock:
@@ -291,6 +364,17 @@ class ServiceNowInstance:
             ref = {"display_value": name, "value": value}
             return ref if exclude_link else {**ref, "link": link}
         return value if exclude_link else {"link": link, "value": value}
+
+
+def _touch_args(form: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        return {
+            "table": form.get("table", "incident"),
+            "count": int(form.get("count", "0")),
+            "seed": int(form.get("seed", "0")),
+        }
+    except ValueError:
+        raise ApiError(400, "count and seed must be whole numbers", None) from None
 
 
 def _as_string(value: Any) -> str:
@@ -393,10 +477,18 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace")
-        if parts.path != "/oauth_token.do":
+        if parts.path not in ("/oauth_token.do", "/sandbox/touch"):
             self._send_error(ApiError(405, "Method not supported by the sandbox", None))
             return
         form = {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+        if parts.path == "/sandbox/touch":  # not ServiceNow: lets a benchmark change records
+            try:
+                self._send(200, {"touched": self.server.instance.touch(**_touch_args(form))})
+            except (ApiError, KeyError, ValueError) as exc:
+                self._send_error(
+                    exc if isinstance(exc, ApiError) else ApiError(400, str(exc), None)
+                )
+            return
         try:
             self._send(200, self.server.instance.grant(form))
         except ApiError as exc:

@@ -159,3 +159,29 @@ def test_since_rereads_a_window_without_moving_the_cursor(setup: tuple[Config, s
     assert 0 < summary.streams[0].fetched < 600
     with engine.connect() as conn:
         assert store.read_cursor(conn, "snow", "incident") == cursor
+
+
+def test_periods_a_sync_touched_survive_a_crash_before_the_recompute(
+    snow: RunningSandbox, setup: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, engine = setup
+    import daemon.sync as sync_module
+
+    def killed(*_args: object, **_kwargs: object) -> int:
+        raise KeyboardInterrupt  # the process dies after the last page, before metrics
+
+    monkeypatch.setattr(sync_module, "recompute_dirty", killed)
+    with pytest.raises(KeyboardInterrupt):
+        resync(engine, config)
+    with engine.connect() as conn:
+        assert store.dirty_days(conn)
+        assert not store.read_metric_values(conn)
+    monkeypatch.undo()
+    summary = resync(engine, config)  # nothing new to fetch, but the recorded days are redone
+    assert summary.streams[0].fetched == 0 and summary.metric_values > 0
+    median_h, sla_pct, _, n = expected_month(snow, config, "2026-05")
+    stored = month_values(engine, "2026-05")
+    assert stored["I1"]["value"] == pytest.approx(median_h) and stored["I1"]["n"] == n
+    assert stored["C1"]["value"] == pytest.approx(sla_pct)
+    with engine.connect() as conn:
+        assert not store.dirty_days(conn)

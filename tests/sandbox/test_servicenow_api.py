@@ -128,3 +128,30 @@ def test_records_replayed_from_a_jsonl_export(tmp_path: Path) -> None:
         rows[0]["priority"] == "2" and rows[0]["active"] == "true"
     )  # the instance only speaks strings
     assert rows[1]["priority"] == ""
+
+
+def test_keyset_index_answers_exactly_like_the_general_evaluator() -> None:
+    import random
+
+    from sandbox.generator import generate
+
+    fast = ServiceNowInstance()
+    fast.load(generate(300, seed=11, related=False))
+    slow = ServiceNowInstance(fast_keyset=False)
+    slow.load(generate(300, seed=11, related=False))
+    ordered = sorted(fast.records("incident"), key=lambda r: (r["sys_updated_on"], r["sys_id"]))
+    order = "ORDERBYsys_updated_on^ORDERBYsys_id"
+    queries = [order]
+    for r in random.Random(3).sample(ordered, 20):
+        t, i = r["sys_updated_on"], r["sys_id"]
+        queries.append(f"sys_updated_on={t}^sys_id>{i}^NQsys_updated_on>{t}^{order}")
+        queries.append(f"sys_updated_on>={t}^{order}")
+    fast.update("incident", ordered[5]["sys_id"], state="2")  # the index follows writes
+    slow.update("incident", ordered[5]["sys_id"], state="2")
+    slow.tables["incident"][ordered[5]["sys_id"]]["sys_updated_on"] = fast.tables["incident"][
+        ordered[5]["sys_id"]
+    ]["sys_updated_on"]
+    for query in queries:
+        params = {"sysparm_query": query, "sysparm_limit": "50"}
+        assert fast._keyset_rows("incident", query) is not None
+        assert fast.list_records("incident", params) == slow.list_records("incident", params)

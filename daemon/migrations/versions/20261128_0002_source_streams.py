@@ -1,8 +1,8 @@
-"""source streams: changes, SLA cycles, problems, request items, groups, surveys; census counts
+"""source streams: changes, SLA cycles, problems, request items, groups, surveys; census counts; dirty days
 
 Revision ID: 20261128_0002
 Revises: 20261128_0001
-Create Date: 2026-11-28 06:43:14.902062
+Create Date: 2026-11-28 07:07:47.918361
 """
 
 from __future__ import annotations
@@ -205,6 +205,12 @@ def upgrade() -> None:
     with op.batch_alter_table("itil_survey", schema=None) as batch_op:
         batch_op.create_index("ix_itil_survey_responded_at", ["responded_at"], unique=False)
 
+    op.create_table(
+        "metric_dirty_day",
+        sa.Column("day", sa.String(length=10), nullable=False),
+        sa.Column("marked_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("day", name=op.f("pk_metric_dirty_day")),
+    )
     with op.batch_alter_table("itil_incident", schema=None) as batch_op:
         batch_op.add_column(sa.Column("parent_incident", sa.String(length=255), nullable=True))
         batch_op.create_index("ix_itil_incident_caused_by", ["caused_by"], unique=False)
@@ -225,6 +231,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_itil_incident_caused_by")
         batch_op.drop_column("parent_incident")
 
+    op.drop_table("metric_dirty_day")
     with op.batch_alter_table("itil_survey", schema=None) as batch_op:
         batch_op.drop_index("ix_itil_survey_responded_at")
 

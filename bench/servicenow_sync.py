@@ -1,0 +1,280 @@
+"""ServiceNow sync against the sandbox: how close the pipeline comes to the lower bound.
+
+The sandbox runs in its own process (its JSON work must not share our GIL).
+In the same run it measures:
+
+(a) the lower bound: the same keyset pages fetched and parsed with plain
+    ``requests``, plus one bulk SQLAlchemy Core upsert of the same records into
+    an empty SQLite table;
+(b) the end-to-end ``itbsc`` full sync into SQLite (raw + canonical upserts,
+    cursor, run audit, metric recompute), in a child process so its peak RSS
+    is its own;
+(c) an incremental sync after 1 % of the records changed;
+
+and prints (b)/(a), (c)/(b) and peak RSS, the last at two record counts to
+show it does not grow with them. Records: ``ITBSC_BENCH_RECORDS`` (100000).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+
+RECORDS = int(os.environ.get("ITBSC_BENCH_RECORDS", "100000"))
+PAGE = 1000
+USER, PASSWORD = "bench", "bench-Pw-not-secret"
+END = "2026-06-30T00:00:00"
+ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"
+
+
+@dataclass
+class Sandbox:
+    process: subprocess.Popen[str]
+    url: str
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def start_sandbox(records: int) -> Sandbox:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--count",
+            str(records),
+            "--seed",
+            "3",
+            "--end",
+            END,
+            "--incidents-only",
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    url = line.split(" at ", 1)[1].split()[0]
+    return Sandbox(process, url)
+
+
+def mapped_fields(config_path: Path) -> list[str]:
+    from daemon.settings import load_config
+
+    config = load_config(config_path)
+    found = next(iter(config.mappings.values())).for_stream("incident")
+    assert found is not None
+    return ["sys_id", "sys_updated_on", *found[1].source_fields()]
+
+
+def lower_bound(url: str, fields: list[str], workdir: Path) -> tuple[float, float, int]:
+    """(a): fetch + parse with plain requests; one bulk Core upsert of the same records."""
+    session = requests.Session()
+    session.auth = (USER, PASSWORD)
+    session.headers["Accept"] = "application/json"
+    records: list[dict[str, Any]] = []
+    query = ORDER
+    started = time.perf_counter()
+    while True:
+        response = session.get(
+            f"{url}/api/now/table/incident",
+            params={
+                "sysparm_query": query,
+                "sysparm_limit": PAGE,
+                "sysparm_fields": ",".join(fields),
+                "sysparm_exclude_reference_link": "true",
+            },
+        )
+        response.raise_for_status()
+        rows = response.json()["result"]
+        records.extend(rows)
+        if len(rows) < PAGE:
+            break
+        t, i = rows[-1]["sys_updated_on"], rows[-1]["sys_id"]
+        query = f"sys_updated_on={t}^sys_id>{i}^NQsys_updated_on>{t}^{ORDER}"
+    fetch_s = time.perf_counter() - started
+
+    engine = sa.create_engine(f"sqlite:///{workdir / 'lower_bound.db'}")
+    meta = sa.MetaData()
+    table = sa.Table(
+        "raw",
+        meta,
+        sa.Column("source_id", sa.String(200), primary_key=True),
+        sa.Column("source_updated_at", sa.String(30)),
+        sa.Column("payload", sa.Text),
+    )
+    meta.create_all(engine)
+    rows_out = [
+        {
+            "source_id": r["sys_id"],
+            "source_updated_at": r["sys_updated_on"],
+            "payload": orjson.dumps(r).decode(),
+        }
+        for r in records
+    ]
+    started = time.perf_counter()
+    stmt = sqlite.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["source_id"],
+        set_={
+            "source_updated_at": stmt.excluded.source_updated_at,
+            "payload": stmt.excluded.payload,
+        },
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt, rows_out)
+    write_s = time.perf_counter() - started
+    engine.dispose()
+    return fetch_s, write_s, len(records)
+
+
+def write_config(directory: Path, url: str) -> Path:
+    from daemon.demo import write_demo_config
+
+    path = write_demo_config(directory, url)
+    path.write_text(
+        path.read_text()
+        .replace("page_size = 500", f"page_size = {PAGE}")
+        .replace('username = "itbsc-demo"', f'username = "{USER}"')
+        .replace(
+            "streams = " + path.read_text().split("streams = ", 1)[1].split("\n", 1)[0],
+            'streams = ["incident"]',
+        )
+    )
+    return path
+
+
+def sync_child(config_path: str, url: str) -> None:
+    """Child process: full sync, touch 1 %, incremental sync; print timings and peak RSS."""
+    from daemon import db
+    from daemon.logconfig import configure
+    from daemon.settings import load_config
+    from daemon.sync import resync
+
+    configure("WARNING")
+    config = load_config(Path(config_path))
+    engine = db.create_db_engine(config.database_url)
+    db.upgrade(engine)
+    started = time.perf_counter()
+    full = resync(engine, config, mode="full")
+    full_s = time.perf_counter() - started
+    assert full.ok, [s.error for s in full.streams]
+    changed = max(1, RECORDS // 100)
+    requests.post(
+        f"{url}/sandbox/touch", data={"table": "incident", "count": changed}
+    ).raise_for_status()
+    started = time.perf_counter()
+    incremental = resync(engine, config)
+    incremental_s = time.perf_counter() - started
+    assert incremental.ok
+    print(
+        json.dumps(
+            {
+                "full_s": full_s,
+                "full_records": full.streams[0].written,
+                "full_recompute_s": full.recompute_seconds,
+                "incremental_recompute_s": incremental.recompute_seconds,
+                "incremental_s": incremental_s,
+                "incremental_records": incremental.streams[0].fetched,
+                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def run_sync(url: str, workdir: Path) -> dict[str, Any]:
+    config = write_config(workdir, url)
+    env = {**os.environ, "ITBSC_DEMO_PASSWORD": PASSWORD}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.servicenow_sync", "--child", str(config), url],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(records: int) -> dict[str, Any]:
+    sandbox = start_sandbox(records)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            os.environ["ITBSC_DEMO_PASSWORD"] = PASSWORD
+            fields = mapped_fields(write_config(workdir / "fields", sandbox.url))
+            fetch_s, write_s, fetched = lower_bound(sandbox.url, fields, workdir)
+            assert fetched == records
+            sync = run_sync(sandbox.url, workdir / "sync")
+    finally:
+        sandbox.stop()
+    return {"records": records, "fetch_s": fetch_s, "write_s": write_s, **sync}
+
+
+def figures() -> list[tuple[str, str, str, bool | None]]:
+    """(figure, value, target, met) rows for the benchmark table."""
+    big = measure(RECORDS)
+    small = measure(max(1000, RECORDS // 4))
+    lower = big["fetch_s"] + big["write_s"]
+    ratio_full = big["full_s"] / lower
+    ratio_incremental = big["incremental_s"] / big["full_s"]
+    n = big["records"]
+    return [
+        (
+            f"(a) lower bound, {n:,} records: fetch + parse (requests)",
+            f"{big['fetch_s']:.2f} s",
+            "",
+            None,
+        ),
+        ("(a) lower bound: one bulk Core upsert into SQLite", f"{big['write_s']:.2f} s", "", None),
+        ("(b) itbsc full sync into SQLite incl. metrics", f"{big['full_s']:.2f} s", "", None),
+        (
+            f"(c) incremental sync after 1 % changed ({big['incremental_records']:,})",
+            f"{big['incremental_s']:.2f} s",
+            "",
+            None,
+        ),
+        ("ServiceNow full sync ratio (b)/(a)", f"{ratio_full:.2f}x", "<= 1.5x", ratio_full <= 1.5),
+        (
+            "ServiceNow incremental ratio (c)/(b)",
+            f"{ratio_incremental:.3f}",
+            "<= 0.05",
+            ratio_incremental <= 0.05,
+        ),
+        (
+            f"peak RSS of the sync, {n:,} records",
+            f"{big['rss_mb']:.0f} MB",
+            "<= 250 MB",
+            big["rss_mb"] <= 250,
+        ),
+        (
+            f"peak RSS of the sync, {small['records']:,} records",
+            f"{small['rss_mb']:.0f} MB",
+            "about the same",
+            abs(big["rss_mb"] - small["rss_mb"]) <= 0.15 * big["rss_mb"],
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        sync_child(sys.argv[2], sys.argv[3])
