@@ -52,7 +52,10 @@ class Filter:
     conditions: tuple[Condition, ...] = ()
 
     def matches(self, record: Mapping[str, Any]) -> bool:
-        return all(c.matches(record) for c in self.conditions)
+        for condition in self.conditions:  # noqa: SIM110 - a plain loop: runs per row per rule
+            if not condition.matches(record):
+                return False
+        return True
 
     @property
     def fields(self) -> frozenset[str]:

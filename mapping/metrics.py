@@ -62,30 +62,47 @@ STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
 
 
 class _PeriodIndex:
-    """Finds the periods holding a moment with one bisect per grain."""
+    """Finds the periods holding a moment with one bisect per grain; periods are small ints."""
 
     def __init__(self, periods: Sequence[Period]) -> None:
-        by_grain: dict[str, list[Period]] = defaultdict(list)
-        for period in periods:
-            by_grain[period.grain].append(period)
-        self._grains = [sorted(ps) for ps in by_grain.values()]
-        self._starts = [[p.start for p in ps] for ps in self._grains]
+        self.periods = sorted(set(periods))
+        by_grain: dict[str, list[int]] = defaultdict(list)
+        for number, period in enumerate(self.periods):
+            by_grain[period.grain].append(number)
+        self._grains = [
+            (
+                [self.periods[i].start for i in numbers],
+                [self.periods[i].end for i in numbers],
+                numbers,
+            )
+            for numbers in by_grain.values()
+        ]
 
-    def find(self, moment: datetime) -> list[Period]:
+    def find(self, moment: datetime) -> list[int]:
         found = []
-        for periods, starts in zip(self._grains, self._starts, strict=True):
+        for starts, ends, numbers in self._grains:
             i = bisect.bisect_right(starts, moment) - 1
-            if i >= 0 and periods[i].contains(moment):
-                found.append(periods[i])
+            if i >= 0 and moment < ends[i]:
+                found.append(numbers[i])
         return found
 
 
-def _dimensions(metric: MetricSpec, row: Mapping[str, Any]) -> list[str]:
-    dims = [ALL]
-    for name in metric.breakdowns:
-        value = row.get(name)
-        dims.append(f"{name}={MISSING if value is None else value}")
-    return dims
+class _Dimensions:
+    """The dimension labels of a row ("all" and one per breakdown), built once per value."""
+
+    def __init__(self, breakdowns: Sequence[str]) -> None:
+        self._names = list(breakdowns)
+        self._labels: list[dict[Any, str]] = [{} for _ in self._names]
+
+    def of(self, row: Mapping[str, Any]) -> list[str]:
+        dims = [ALL]
+        for name, labels in zip(self._names, self._labels, strict=True):
+            value = row.get(name)
+            label = labels.get(value)
+            if label is None:
+                label = labels[value] = f"{name}={MISSING if value is None else value}"
+            dims.append(label)
+        return dims
 
 
 def evaluate(
@@ -93,35 +110,43 @@ def evaluate(
 ) -> list[MetricValue]:
     """Compute ``metric`` for every period given (all dimensions) from canonical rows."""
     index = _PeriodIndex(periods)
+    dimensions = _Dimensions(metric.breakdowns)
     population = metric.population()
     exclusions = metric.exclusions()
     numerator = metric.numerator_filter()
-    buckets: dict[tuple[Period, str], _Bucket] = defaultdict(_Bucket)
+    sampled = metric.kind in ("duration", "average")
+    buckets: dict[tuple[int, str], _Bucket] = {}
     for row in rows:
         moment = row.get(metric.cohort)
-        if moment is None or not population.matches(row):
+        if moment is None:
             continue
-        targets = [(p, d) for p in index.find(moment) for d in _dimensions(metric, row)]
-        if not targets:
+        found = index.find(moment)
+        if not found or not population.matches(row):
             continue
         reason = next((name for name, rule in exclusions if rule.matches(row)), None)
         sample: float | None = None
         if reason is None and metric.kind == "duration":
             sample, reason = _duration_hours(metric, row)
         elif reason is None and metric.kind == "average":
-            sample = row.get(metric.value or "")
-            reason = f"missing {metric.value}" if sample is None else None
-        for key in targets:
-            bucket = buckets[key]
-            if reason is not None:
-                bucket.excluded[reason] += 1
-            elif metric.kind in ("duration", "average") and sample is not None:
-                bucket.samples.append(float(sample))
-            else:
-                bucket.denominator += 1
-                if metric.kind == "ratio" and numerator.matches(row):
-                    bucket.numerator += 1
-    return _results(metric, periods, buckets)
+            value = row.get(metric.value or "")
+            sample, reason = (None, f"missing {metric.value}") if value is None else (value, None)
+        hit = metric.kind == "ratio" and reason is None and numerator.matches(row)
+        for number in found:
+            for dimension in dimensions.of(row):
+                bucket = buckets.get((number, dimension))
+                if bucket is None:
+                    bucket = buckets[(number, dimension)] = _Bucket()
+                if reason is not None:
+                    bucket.excluded[reason] += 1
+                elif sampled:
+                    bucket.samples.append(float(sample))  # type: ignore[arg-type]
+                else:
+                    bucket.denominator += 1
+                    if hit:
+                        bucket.numerator += 1
+    return _results(
+        metric, index.periods, {(index.periods[n], d): b for (n, d), b in buckets.items()}
+    )
 
 
 def _duration_hours(metric: MetricSpec, row: Mapping[str, Any]) -> tuple[float | None, str | None]:

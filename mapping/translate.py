@@ -33,6 +33,13 @@ class Translator:
         self._zone: tzinfo = ZoneInfo(spec.timezone)
         # fromisoformat is ~20x faster than strptime and reads exactly these layouts
         self._iso = spec.datetime_format in ISO_FORMATS
+        # Decided once per run, not per record: (field, type, source names, value map).
+        self._plan: list[tuple[str, FieldType, tuple[str, ...], Mapping[str, str] | None]] = []
+        for name, kind in schema.fields.items():
+            spec_fields = kind_map.fields.get(name)
+            sources = (spec_fields,) if isinstance(spec_fields, str) else tuple(spec_fields or ())
+            values = kind_map.values.get(name, {}) if kind == "code" else None
+            self._plan.append((name, kind, sources, values))
 
     def translate(
         self, source_id: str, updated_at: datetime, data: Mapping[str, Any]
@@ -43,37 +50,25 @@ class Translator:
             "updated_at": updated_at.astimezone(UTC),
             "mapping_version": self._spec.version,
         }
-        for name, kind in self.schema.fields.items():
-            raw = self._first_present(data, self._map.fields.get(name))
-            try:
-                value = self._convert(kind, raw)
-            except ValueError as exc:
-                raise SkippedRecord(f"{name}: {exc}") from None
-            if kind == "code":
+        for name, kind, sources, values in self._plan:
+            raw = _first_present(data, sources)
+            if raw is None:
+                value = None
+            elif kind == "str" or kind == "code":
+                value = (raw if type(raw) is str else str(raw)).strip() or None
+            else:
+                try:
+                    value = self._convert(kind, raw)
+                except ValueError as exc:
+                    raise SkippedRecord(f"{name}: {exc}") from None
+            if values is not None:
                 record[f"{name}_original"] = value
-                record[name] = (
-                    self._map.values.get(name, {}).get(value) if value is not None else None
-                )
+                record[name] = values.get(value) if value is not None else None
             else:
                 record[name] = value
         return record
 
-    @staticmethod
-    def _first_present(data: Mapping[str, Any], spec: str | list[str] | None) -> Any:
-        """The first listed source field with a value (``["opened_at", "sys_created_on"]``)."""
-        if spec is None:
-            return None
-        for name in [spec] if isinstance(spec, str) else spec:
-            value = data.get(name)
-            if isinstance(value, dict):  # reference delivered with its link
-                value = value.get("value")
-            if value not in (None, ""):
-                return value
-        return None
-
     def _convert(self, kind: FieldType, raw: Any) -> Any:
-        if raw is None:
-            return None
         if kind in ("str", "code"):
             text = str(raw).strip()
             return text or None
@@ -117,6 +112,20 @@ def _to_int(raw: Any) -> int:
     if not number.is_integer():
         raise ValueError(f"{text[:40]!r} is not a whole number")
     return int(number)
+
+
+def _first_present(data: Mapping[str, Any], sources: tuple[str, ...]) -> Any:
+    """The first listed source field with a value (``["opened_at", "sys_created_on"]``)."""
+    for name in sources:
+        value = data.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, dict):  # reference delivered with its link
+            value = value.get("value")
+            if value is None or value == "":
+                continue
+        return value
+    return None
 
 
 _EPOCH = datetime(1970, 1, 1)
