@@ -97,6 +97,28 @@ def test_the_shipped_example_and_test_config_are_valid(tmp_path: Path) -> None:
             "database.url",
             "unsupported database",
         ),
+        (("max_retries = 1", 'max_retries = 1\nauth = "oauth"'), "sources.snow.client_id", "OAuth"),
+        (
+            ("max_retries = 1", 'max_retries = 1\nauth = "oauth"\nclient_id = "c"'),
+            "sources.snow.client_secret_env",
+            "client_secret_env or client_secret_file",
+        ),
+        (("max_retries = 1", 'max_retries = 1\nauth = "token"'), "sources.snow.auth", "'basic'"),
+        (
+            ("[reporting]", "[sources.snow.census]\nmax_deleted_percent = 150\n[reporting]"),
+            "sources.snow.census.max_deleted_percent",
+            "100",
+        ),
+        (
+            ("[reporting]", '[sources.snow.census]\nschedule = "every day"\n[reporting]'),
+            "sources.snow.census.schedule",
+            "cron",
+        ),
+        (
+            ('streams = ["incident"]', 'streams = ["incident", "cmdb_ci"]'),
+            "sources.snow.streams",
+            "not offered",
+        ),
         (("[reporting]", "[reportng]"), "reportng", "unknown key"),
         (("[database]", "[database\n"), "(file)", "TOML syntax error"),
     ],
@@ -131,6 +153,14 @@ def test_scorecard_with_unknown_metric_names_the_scorecard_file(tmp_path: Path) 
     assert any(
         line.startswith(f"{scorecard}: ") and "unknown metric 'I99'" in line for line in lines
     ), lines
+
+
+def test_sla_records_without_an_sla_map_is_refused(tmp_path: Path) -> None:
+    path = make(tmp_path)
+    mapping = tmp_path / "mappings" / "servicenow.toml"
+    text = mapping.read_text().replace('sla_attainment = "auto"', 'sla_attainment = "sla_records"')
+    mapping.write_text(text.split("# -- task_sla")[0])
+    assert any("'sla_records' needs an [sla] map" in line for line in problems(path))
 
 
 def test_mapping_to_a_non_standard_value_is_refused(tmp_path: Path) -> None:
