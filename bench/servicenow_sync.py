@@ -239,6 +239,12 @@ def measure(records: int) -> dict[str, Any]:
     return {"records": records, "fetch_s": fetch_s, "write_s": write_s, **sync}
 
 
+def _row(
+    name: str, value: str, target: str = "", met: bool | None = None
+) -> tuple[str, str, str, bool | None]:
+    return (name, value, target, met)
+
+
 def figures() -> list[tuple[str, str, str, bool | None]]:
     """(figure, value, target, met) rows for the benchmark table."""
     big = measure(RECORDS)
@@ -246,40 +252,43 @@ def figures() -> list[tuple[str, str, str, bool | None]]:
     lower = big["fetch_s"] + big["write_s"]
     ratio_full = big["full_s"] / lower
     ratio_incremental = big["incremental_s"] / big["full_s"]
-    n = big["records"]
+    sync_only = big["full_s"] - big["full_recompute_s"]
+    incremental_only = big["incremental_s"] - big["incremental_recompute_s"]
+    n, changed = big["records"], big["incremental_records"]
+    same_rss = abs(big["rss_mb"] - small["rss_mb"]) <= 0.15 * big["rss_mb"]
     return [
-        (
-            f"(a) lower bound, {n:,} records: fetch + parse (requests)",
-            f"{big['fetch_s']:.2f} s",
-            "",
-            None,
+        _row(
+            f"(a) lower bound, {n:,} records: fetch + parse (requests)", f"{big['fetch_s']:.2f} s"
         ),
-        ("(a) lower bound: one bulk Core upsert into SQLite", f"{big['write_s']:.2f} s", "", None),
-        ("(b) itbsc full sync into SQLite incl. metrics", f"{big['full_s']:.2f} s", "", None),
-        (
-            f"(c) incremental sync after 1 % changed ({big['incremental_records']:,})",
-            f"{big['incremental_s']:.2f} s",
-            "",
-            None,
+        _row("(a) lower bound: one bulk Core upsert into SQLite", f"{big['write_s']:.2f} s"),
+        _row("(b) itbsc full sync into SQLite incl. metrics", f"{big['full_s']:.2f} s"),
+        _row("    of which metric recompute", f"{big['full_recompute_s']:.2f} s"),
+        _row(
+            f"(c) incremental sync after 1 % changed ({changed:,})", f"{big['incremental_s']:.2f} s"
         ),
-        ("ServiceNow full sync ratio (b)/(a)", f"{ratio_full:.2f}x", "<= 1.5x", ratio_full <= 1.5),
-        (
+        _row("    of which metric recompute", f"{big['incremental_recompute_s']:.2f} s"),
+        _row(
+            "ServiceNow full sync ratio (b)/(a)", f"{ratio_full:.2f}x", "<= 1.5x", ratio_full <= 1.5
+        ),
+        _row("  the same without the metric recompute", f"{sync_only / lower:.2f}x"),
+        _row(
             "ServiceNow incremental ratio (c)/(b)",
             f"{ratio_incremental:.3f}",
             "<= 0.05",
             ratio_incremental <= 0.05,
         ),
-        (
+        _row("  the same without the metric recompute", f"{incremental_only / sync_only:.3f}"),
+        _row(
             f"peak RSS of the sync, {n:,} records",
             f"{big['rss_mb']:.0f} MB",
             "<= 250 MB",
             big["rss_mb"] <= 250,
         ),
-        (
+        _row(
             f"peak RSS of the sync, {small['records']:,} records",
             f"{small['rss_mb']:.0f} MB",
             "about the same",
-            abs(big["rss_mb"] - small["rss_mb"]) <= 0.15 * big["rss_mb"],
+            same_rss,
         ),
     ]
 

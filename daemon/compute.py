@@ -7,7 +7,7 @@ Metrics that share a record kind and cohort share one query.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
@@ -17,9 +17,11 @@ from daemon import store
 from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config
 from mapping.catalogue import MetricSpec
-from mapping.metrics import MetricValue, evaluate
+from mapping.metrics import Evaluation, MetricValue
 from mapping.model import KINDS
 from mapping.periods import Period, periods_between
+
+ROWS_PER_FETCH = 5000  # streamed from the database in batches (server-side cursor on PostgreSQL)
 
 
 class AffectedDays:
@@ -92,11 +94,21 @@ def compute(
         query = select(*(table.c[c] for c in stored)).where(
             table.c[cohort] >= lo, table.c[cohort] < hi, table.c.deleted_at.is_(None)
         )
-        rows = [cast(Mapping[str, Any], row._mapping) for row in conn.execute(query)]
-        if derived:
-            rows = with_sla_attainment(conn, config, rows, cohort, lo, hi)
-        for metric_id in ids:
-            values.extend(evaluate(metrics[metric_id], rows, plan[metric_id]))
+        # One streamed pass feeds every metric of the group: no row list is ever held.
+        evaluations = [Evaluation(metrics[i], plan[i]) for i in ids]
+        add_sla = sla_attainment(conn, config, cohort, lo, hi) if derived else None
+        # Statement-level: Connection.execution_options would change the connection itself.
+        result = conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH))
+        rows: Iterable[Mapping[str, Any]] = (
+            cast(Mapping[str, Any], row._mapping) for row in result
+        )
+        if add_sla is not None:
+            rows = map(add_sla, rows)
+        for row in rows:
+            for evaluation in evaluations:
+                evaluation.add(row)
+        for evaluation in evaluations:
+            values.extend(evaluation.results())
     return values
 
 
@@ -109,21 +121,36 @@ def sla_record_sources(config: Config) -> list[str]:
     ]
 
 
-def with_sla_attainment(
-    conn: Connection,
-    config: Config,
-    incidents: Sequence[Mapping[str, Any]],
-    cohort: str,
-    lo: datetime,
-    hi: datetime,
-) -> list[Mapping[str, Any]]:
-    """Add ``sla_met`` / ``response_sla_met`` to incident rows (True, False, or None = no SLA).
+def sla_attainment(
+    conn: Connection, config: Config, cohort: str, lo: datetime, hi: datetime
+) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
+    """A function adding ``sla_met`` / ``response_sla_met`` to an incident row (None = no SLA).
 
     From SLA cycles where the source's mapping says so: met when no non-cancelled
     cycle of that type breached. From the incident's ``made_sla`` flag otherwise
-    (which knows no response SLA).
+    (which knows no response SLA). The cycles are read now, before the caller
+    streams the incident rows.
     """
     by_cycles = set(sla_record_sources(config))
+    breached = _breaches(conn, by_cycles, cohort, lo, hi) if by_cycles else {}
+
+    def add(row: Mapping[str, Any]) -> Mapping[str, Any]:
+        record = dict(row)
+        if row["source"] in by_cycles:
+            for column, sla_type in (("sla_met", "resolution"), ("response_sla_met", "response")):
+                hit = breached.get((row["source"], row["source_id"], sla_type))
+                record[column] = None if hit is None else not hit
+        else:
+            record["sla_met"], record["response_sla_met"] = row["made_sla"], None
+        return record
+
+    return add
+
+
+def _breaches(
+    conn: Connection, by_cycles: set[str], cohort: str, lo: datetime, hi: datetime
+) -> dict[tuple[str, str, str], bool]:
+    """(source, incident id, sla type) -> whether any non-cancelled cycle of that type breached."""
     breached: dict[tuple[str, str, str], bool] = {}
     if by_cycles:
         sla, incident = CANONICAL_TABLES["sla"], CANONICAL_TABLES["incident"]
@@ -147,17 +174,7 @@ def with_sla_attainment(
         )
         for source, task, sla_type, breach in conn.execute(query):
             breached[(source, task, sla_type)] = bool(breach)
-    out: list[Mapping[str, Any]] = []
-    for row in incidents:
-        record = dict(row)
-        if row["source"] in by_cycles:
-            for column, sla_type in (("sla_met", "resolution"), ("response_sla_met", "response")):
-                hit = breached.get((row["source"], row["source_id"], sla_type))
-                record[column] = None if hit is None else not hit
-        else:
-            record["sla_met"], record["response_sla_met"] = row["made_sla"], None
-        out.append(record)
-    return out
+    return breached
 
 
 def recompute_dirty(engine: Engine, config: Config) -> int:

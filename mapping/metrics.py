@@ -105,48 +105,68 @@ class _Dimensions:
         return dims
 
 
-def evaluate(
-    metric: MetricSpec, rows: Iterable[Mapping[str, Any]], periods: Sequence[Period]
-) -> list[MetricValue]:
-    """Compute ``metric`` for every period given (all dimensions) from canonical rows."""
-    index = _PeriodIndex(periods)
-    dimensions = _Dimensions(metric.breakdowns)
-    population = metric.population()
-    exclusions = metric.exclusions()
-    numerator = metric.numerator_filter()
-    sampled = metric.kind in ("duration", "average")
-    buckets: dict[tuple[int, str], _Bucket] = {}
-    for row in rows:
+class Evaluation:
+    """One metric over a stream of rows: feed rows with :meth:`add`, then read :meth:`results`.
+
+    Rows are not kept (only per-bucket sums, and samples for statistics that
+    need them), so several metrics can share one pass over a large table.
+    """
+
+    def __init__(self, metric: MetricSpec, periods: Sequence[Period]) -> None:
+        self.metric = metric
+        self._index = _PeriodIndex(periods)
+        self._dimensions = _Dimensions(metric.breakdowns)
+        self._population = metric.population()
+        self._exclusions = metric.exclusions()
+        self._numerator = metric.numerator_filter()
+        self._sampled = metric.kind in ("duration", "average")
+        self._buckets: dict[tuple[int, str], _Bucket] = {}
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        metric = self.metric
         moment = row.get(metric.cohort)
         if moment is None:
-            continue
-        found = index.find(moment)
-        if not found or not population.matches(row):
-            continue
-        reason = next((name for name, rule in exclusions if rule.matches(row)), None)
+            return
+        found = self._index.find(moment)
+        if not found or not self._population.matches(row):
+            return
+        reason = next((name for name, rule in self._exclusions if rule.matches(row)), None)
         sample: float | None = None
         if reason is None and metric.kind == "duration":
             sample, reason = _duration_hours(metric, row)
         elif reason is None and metric.kind == "average":
             value = row.get(metric.value or "")
             sample, reason = (None, f"missing {metric.value}") if value is None else (value, None)
-        hit = metric.kind == "ratio" and reason is None and numerator.matches(row)
+        hit = metric.kind == "ratio" and reason is None and self._numerator.matches(row)
+        buckets = self._buckets
         for number in found:
-            for dimension in dimensions.of(row):
+            for dimension in self._dimensions.of(row):
                 bucket = buckets.get((number, dimension))
                 if bucket is None:
                     bucket = buckets[(number, dimension)] = _Bucket()
                 if reason is not None:
                     bucket.excluded[reason] += 1
-                elif sampled:
+                elif self._sampled:
                     bucket.samples.append(float(sample))  # type: ignore[arg-type]
                 else:
                     bucket.denominator += 1
                     if hit:
                         bucket.numerator += 1
-    return _results(
-        metric, index.periods, {(index.periods[n], d): b for (n, d), b in buckets.items()}
-    )
+
+    def results(self) -> list[MetricValue]:
+        periods = self._index.periods
+        by_period = {(periods[n], d): b for (n, d), b in self._buckets.items()}
+        return _results(self.metric, periods, by_period)
+
+
+def evaluate(
+    metric: MetricSpec, rows: Iterable[Mapping[str, Any]], periods: Sequence[Period]
+) -> list[MetricValue]:
+    """Compute ``metric`` for every period given (all dimensions) from canonical rows."""
+    evaluation = Evaluation(metric, periods)
+    for row in rows:
+        evaluation.add(row)
+    return evaluation.results()
 
 
 def _duration_hours(metric: MetricSpec, row: Mapping[str, Any]) -> tuple[float | None, str | None]:
