@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +43,16 @@ class MetricValue:
 class _Bucket:
     numerator: float = 0.0
     denominator: float = 0.0
-    samples: list[float] = field(default_factory=list)
+    samples: array[float] = field(default_factory=lambda: array("d"))  # 8 bytes a value
     excluded: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Group:
+    """Rows with identical periods, dimensions and outcome: a count and, if needed, samples."""
+
+    count: int = 0
+    samples: array[float] = field(default_factory=lambda: array("d"))
 
 
 def _percentile(samples: Sequence[float], q: float) -> float:
@@ -94,7 +103,7 @@ class _Dimensions:
         self._names = list(breakdowns)
         self._labels: list[dict[Any, str]] = [{} for _ in self._names]
 
-    def of(self, row: Mapping[str, Any]) -> list[str]:
+    def of(self, row: Mapping[str, Any]) -> tuple[str, ...]:
         dims = [ALL]
         for name, labels in zip(self._names, self._labels, strict=True):
             value = row.get(name)
@@ -102,7 +111,7 @@ class _Dimensions:
             if label is None:
                 label = labels[value] = f"{name}={MISSING if value is None else value}"
             dims.append(label)
-        return dims
+        return tuple(dims)
 
 
 class Evaluation:
@@ -120,7 +129,7 @@ class Evaluation:
         self._exclusions = metric.exclusions()
         self._numerator = metric.numerator_filter()
         self._sampled = metric.kind in ("duration", "average")
-        self._buckets: dict[tuple[int, str], _Bucket] = {}
+        self._groups: dict[tuple[tuple[int, ...], tuple[str, ...], str | None, bool], _Group] = {}
 
     def add(self, row: Mapping[str, Any]) -> None:
         metric = self.metric
@@ -138,25 +147,34 @@ class Evaluation:
             value = row.get(metric.value or "")
             sample, reason = (None, f"missing {metric.value}") if value is None else (value, None)
         hit = metric.kind == "ratio" and reason is None and self._numerator.matches(row)
-        buckets = self._buckets
-        for number in found:
-            for dimension in self._dimensions.of(row):
-                bucket = buckets.get((number, dimension))
-                if bucket is None:
-                    bucket = buckets[(number, dimension)] = _Bucket()
-                if reason is not None:
-                    bucket.excluded[reason] += 1
-                elif self._sampled:
-                    bucket.samples.append(float(sample))  # type: ignore[arg-type]
-                else:
-                    bucket.denominator += 1
-                    if hit:
-                        bucket.numerator += 1
+        # Rows that land in the same periods and dimensions with the same outcome are
+        # counted together; buckets are filled once per group, not once per row.
+        key = (tuple(found), self._dimensions.of(row), reason, hit)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group()
+        group.count += 1
+        if self._sampled and reason is None:
+            group.samples.append(float(sample))  # type: ignore[arg-type]
 
     def results(self) -> list[MetricValue]:
         periods = self._index.periods
-        by_period = {(periods[n], d): b for (n, d), b in self._buckets.items()}
-        return _results(self.metric, periods, by_period)
+        buckets: dict[tuple[Period, str], _Bucket] = {}
+        for (found, dimensions, reason, hit), group in self._groups.items():
+            for number in found:
+                for dimension in dimensions:
+                    bucket = buckets.get((periods[number], dimension))
+                    if bucket is None:
+                        bucket = buckets[(periods[number], dimension)] = _Bucket()
+                    if reason is not None:
+                        bucket.excluded[reason] += group.count
+                    elif self._sampled:
+                        bucket.samples.extend(group.samples)
+                    else:
+                        bucket.denominator += group.count
+                        if hit:
+                            bucket.numerator += group.count
+        return _results(self.metric, periods, buckets)
 
 
 def evaluate(
