@@ -11,6 +11,7 @@ ENTRY_POINT_GROUP = "itbsc.connectors"
 
 _BUILT_IN = {
     "servicenow": "connectors.servicenow:ServiceNowSource",
+    "jira": "connectors.jira:JiraSource",
 }
 
 

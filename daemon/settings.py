@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,9 @@ class CensusSettings(_Strict):
 class SourceSettings(_Strict):
     kind: str
     url: str
-    auth: Literal["basic", "oauth"] = "basic"
+    auth: Literal["basic", "oauth", "token"] = "basic"
+    """basic: username + password (Jira Cloud: e-mail + API token); oauth: ServiceNow password
+    grant; token: a Jira Data Center personal access token in password_env/_file."""
     username: str | None = None
     password_env: str | None = None
     password_file: str | None = None
@@ -76,6 +79,9 @@ class SourceSettings(_Strict):
     client_secret_env: str | None = None
     client_secret_file: str | None = None
     census: CensusSettings = Field(default_factory=CensusSettings)
+    projects: list[str] = Field(default_factory=list)  # Jira: the project keys to read
+    overlap_minutes: float = Field(default=10, ge=0, le=1440)  # Jira: re-read window
+    field_names: dict[str, str] = Field(default_factory=dict)  # Jira: role -> field name override
     streams: list[str] = Field(min_length=1)
     mapping: str
     schedule: str | None = None
@@ -120,6 +126,11 @@ class Config:
             auth=source.auth,
             client_id=source.client_id,
             client_secret=self.secrets.get(f"{name}.client_secret"),
+            options={
+                "projects": source.projects,
+                "overlap_minutes": source.overlap_minutes,
+                "field_names": source.field_names,
+            },
             page_size=source.page_size,
             timeout_seconds=source.timeout_seconds,
             verify_tls=source.verify_tls,
@@ -318,6 +329,16 @@ def _source_checks(
         census_error = schedule_problem(source.census.schedule)
         if census_error:
             problems.add(f"{key}.census.schedule", census_error)
+    if source.kind == "jira":
+        if not source.projects:
+            problems.add(f"{key}.projects", "a Jira source needs the project keys to read")
+        bad = [p for p in source.projects if not re.fullmatch(r"[A-Z][A-Z0-9_]*", p)]
+        if bad:
+            problems.add(
+                f"{key}.projects", f"{', '.join(map(repr, bad))}: not a project key (A-Z, 0-9, _)"
+            )
+    if source.auth == "token" and source.username:
+        problems.add(f"{key}.username", "a personal access token needs no username; remove it")
     if source.auth == "oauth":
         if not source.client_id:
             problems.add(f"{key}.client_id", "auth = 'oauth' needs the OAuth client_id")

@@ -21,15 +21,18 @@ class KindMap(_Strict):
     """How one source stream becomes one canonical kind."""
 
     stream: str
+    match: dict[str, list[str]] = Field(default_factory=dict)
+    """Only records whose source values are listed become this kind (Jira: by issue type);
+    the others are counted as skipped with the reason."""
     fields: dict[str, str | list[str]]
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     def source_fields(self) -> list[str]:
         """Source field names this map reads: what the connector must request."""
-        names: list[str] = []
+        names: list[str] = list(self.match)
         for spec in self.fields.values():
             names.extend([spec] if isinstance(spec, str) else spec)
-        return list(dict.fromkeys(names))
+        return [n for n in dict.fromkeys(names) if not n.startswith("@")]
 
 
 class MappingSpec(_Strict):

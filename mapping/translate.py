@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from mapping.history import history_facts
 from mapping.model import CanonicalRecord, FieldType, KindSchema
 from mapping.spec import KindMap, MappingSpec
 
@@ -40,18 +42,30 @@ class Translator:
             sources = (spec_fields,) if isinstance(spec_fields, str) else tuple(spec_fields or ())
             values = kind_map.values.get(name, {}) if kind == "code" else None
             self._plan.append((name, kind, sources, values))
+        self._uses_history = any(
+            s.startswith("@history.") for _, _, ss, _ in self._plan for s in ss
+        )
 
     def translate(
         self, source_id: str, updated_at: datetime, data: Mapping[str, Any]
     ) -> CanonicalRecord:
+        for path, allowed in self._map.match.items():
+            value = _lookup(data, path)
+            if value not in allowed:
+                raise SkippedRecord(f"not a {self.schema.name}: {path} is {value!r}")
         record: CanonicalRecord = {
             "source": self._source,
             "source_id": source_id,
             "updated_at": updated_at.astimezone(UTC),
             "mapping_version": self._spec.version,
         }
+        if self._uses_history:  # facts named @history.<fact>, computed once per record
+            facts = {f"@history.{k}": v for k, v in history_facts(data).items()}
+            data = ChainMap(facts, dict(data))
         for name, kind, sources, values in self._plan:
             raw = _first_present(data, sources)
+            if values is not None and len(sources) > 1:
+                raw = _first_mapped(data, sources, values) or raw
             if raw is None:
                 value = None
             elif kind == "str" or kind == "code":
@@ -114,10 +128,46 @@ def _to_int(raw: Any) -> int:
     return int(number)
 
 
+def _lookup(data: Mapping[str, Any], name: str) -> Any:
+    """A flat key (``sla.name`` as ServiceNow dot-walks send it), else a path into nested JSON."""
+    value = data.get(name)
+    if value is not None or "." not in name:
+        return value
+    current: Any = data
+    for part in name.split("."):
+        if isinstance(current, Mapping):
+            current = current.get(part)
+        elif isinstance(current, list) and part.lstrip("-").isdigit() and current:
+            index = int(part)
+            current = current[index] if -len(current) <= index < len(current) else None
+        else:
+            return None
+        if current is None:
+            return None
+    return current
+
+
+def _first_mapped(
+    data: Mapping[str, Any], sources: tuple[str, ...], values: Mapping[str, str]
+) -> Any:
+    """For coded fields with fallbacks: the first source value the value map knows.
+
+    ``state = ["fields.status.name", "fields.status.statusCategory.key"]`` maps a
+    status by name where the map lists it and by its category otherwise, so a site
+    with local-language status names still maps."""
+    for name in sources:
+        value = _lookup(data, name)
+        if isinstance(value, dict):
+            value = value.get("value")
+        if value is not None and str(value).strip() in values:
+            return value
+    return None
+
+
 def _first_present(data: Mapping[str, Any], sources: tuple[str, ...]) -> Any:
     """The first listed source field with a value (``["opened_at", "sys_created_on"]``)."""
     for name in sources:
-        value = data.get(name)
+        value = _lookup(data, name)
         if value is None or value == "":
             continue
         if isinstance(value, dict):  # reference delivered with its link

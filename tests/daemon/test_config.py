@@ -103,7 +103,7 @@ def test_the_shipped_example_and_test_config_are_valid(tmp_path: Path) -> None:
             "sources.snow.client_secret_env",
             "client_secret_env or client_secret_file",
         ),
-        (("max_retries = 1", 'max_retries = 1\nauth = "token"'), "sources.snow.auth", "'basic'"),
+        (("max_retries = 1", 'max_retries = 1\nauth = "kerberos"'), "sources.snow.auth", "'basic'"),
         (
             ("[reporting]", "[sources.snow.census]\nmax_deleted_percent = 150\n[reporting]"),
             "sources.snow.census.max_deleted_percent",

@@ -1,0 +1,322 @@
+"""Seeded Jira Service Management data: incidents, service requests and changes with real-looking histories.
+
+Issues carry the JSM custom fields a real site has — request type, the SLA
+fields "Time to first response" and "Time to resolution" (cycles with goal,
+elapsed, breached, ongoing or completed) — and a changelog: status moves
+through the workflow (sometimes a reopen), assignee changes. Ids of custom
+fields are arbitrary per site, and a plain number field is deliberately
+also called "Time to resolution": connectors must find fields by schema.
+Times are aware UTC datetimes here; the emulator renders them in the
+user's zone.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+SLA_SCHEMA = "com.atlassian.servicedesk:sd-sla-field"
+REQUEST_TYPE_SCHEMA = "com.atlassian.servicedesk:vp-origin"
+FIELD_IDS = {
+    "request_type": "customfield_10010",
+    "time_to_resolution": "customfield_10030",
+    "time_to_first_response": "customfield_10031",
+    "decoy_time_to_resolution": "customfield_10099",
+}
+# (id, name, category id, category key, category name)
+STATUSES = {
+    "open": ("1", "Open", 2, "new", "To Do"),
+    "progress": ("3", "Work in progress", 4, "indeterminate", "In Progress"),
+    "pending": ("10002", "Pending", 4, "indeterminate", "In Progress"),
+    "resolved": ("5", "Resolved", 3, "done", "Done"),
+    "closed": ("6", "Closed", 3, "done", "Done"),
+    "canceled": ("10003", "Canceled", 3, "done", "Done"),
+}
+ISSUE_TYPES = {
+    "incident": ("10100", "[System] Incident"),
+    "request": ("10101", "[System] Service request"),
+    "change": ("10102", "[System] Change"),
+}
+PRIORITIES = (
+    ("1", "Highest", 0.03, 4),
+    ("2", "High", 0.12, 8),
+    ("3", "Medium", 0.5, 24),
+    ("4", "Low", 0.35, 72),
+)
+AGENTS = [f"5b10ac8d82e05b22cc7d4e{i:03d}" for i in range(12)]
+
+
+@dataclass
+class JiraDataset:
+    issues: list[dict[str, Any]]
+    histories: dict[str, list[dict[str, Any]]]  # issue id -> histories, oldest first
+    fields: list[dict[str, Any]] = field(default_factory=list)
+
+
+def field_definitions() -> list[dict[str, Any]]:
+    """``/rest/api/2/field`` of the generated site (system fields abridged)."""
+    system = [
+        ("summary", "Summary", "string"),
+        ("status", "Status", "status"),
+        ("issuetype", "Issue Type", "issuetype"),
+        ("project", "Project", "project"),
+        ("priority", "Priority", "priority"),
+        ("resolution", "Resolution", "resolution"),
+        ("resolutiondate", "Resolved", "datetime"),
+        ("created", "Created", "datetime"),
+        ("updated", "Updated", "datetime"),
+        ("assignee", "Assignee", "user"),
+    ]
+    fields = [
+        {
+            "id": fid,
+            "key": fid,
+            "name": name,
+            "custom": False,
+            "orderable": True,
+            "navigable": True,
+            "searchable": True,
+            "clauseNames": [fid],
+            "schema": {"type": kind, "system": fid},
+        }
+        for fid, name, kind in system
+    ]
+
+    def custom(fid: str, name: str, kind: str, schema: str) -> dict[str, Any]:
+        number = fid.rsplit("_", 1)[1]
+        return {
+            "id": fid,
+            "key": fid,
+            "name": name,
+            "untranslatedName": name,
+            "custom": True,
+            "orderable": True,
+            "navigable": True,
+            "searchable": True,
+            "clauseNames": [f"cf[{number}]", name],
+            "schema": {"type": kind, "custom": schema, "customId": int(number)},
+        }
+
+    fields += [
+        custom(
+            FIELD_IDS["request_type"], "Request Type", "sd-customerrequesttype", REQUEST_TYPE_SCHEMA
+        ),
+        custom(
+            FIELD_IDS["time_to_resolution"],
+            "Time to resolution",
+            "sd-servicelevelagreement",
+            SLA_SCHEMA,
+        ),
+        custom(
+            FIELD_IDS["time_to_first_response"],
+            "Time to first response",
+            "sd-servicelevelagreement",
+            SLA_SCHEMA,
+        ),
+        custom(
+            FIELD_IDS["decoy_time_to_resolution"],
+            "Time to resolution",
+            "number",
+            "com.atlassian.jira.plugin.system.customfieldtypes:float",
+        ),
+    ]
+    return fields
+
+
+def _status(name: str) -> dict[str, Any]:
+    sid, label, cid, ckey, cname = STATUSES[name]
+    return {"id": sid, "name": label, "statusCategory": {"id": cid, "key": ckey, "name": cname}}
+
+
+def _user(account: str) -> dict[str, Any]:
+    return {"accountId": account, "displayName": f"Agent {account[-3:]}", "active": True}
+
+
+def _cycle(
+    start: datetime, stop: datetime | None, goal_hours: float, now: datetime
+) -> dict[str, Any]:
+    goal = timedelta(hours=goal_hours)
+    elapsed = (stop or now) - start
+    return {
+        "start": start,
+        "stop": stop,
+        "breach": start + goal,
+        "breached": elapsed > goal,
+        "goal_ms": int(goal.total_seconds() * 1000),
+        "elapsed_ms": int(elapsed.total_seconds() * 1000),
+    }
+
+
+def generate_jira(
+    count: int, *, end: datetime, seed: int = 42, project: str = "ITSM"
+) -> JiraDataset:
+    """``count`` issues over the year before ``end``: 60 % incidents, 30 % requests, 10 % changes."""
+    rng = random.Random(seed)
+    start = end - timedelta(days=365)
+    issues: list[dict[str, Any]] = []
+    histories: dict[str, list[dict[str, Any]]] = {}
+    history_id = 100000
+    for i in range(count):
+        kind = rng.choices(("incident", "request", "change"), weights=(0.6, 0.3, 0.1))[0]
+        pid, pname, _, goal_hours = rng.choices(PRIORITIES, weights=[p[2] for p in PRIORITIES])[0]
+        created = start + timedelta(seconds=rng.uniform(0, 365 * 86400))
+        issue_id = str(20000 + i)
+        events: list[tuple[datetime, list[dict[str, Any]]]] = []
+        workflow = {"status": "open"}
+        moment = created
+        first_response = moment + timedelta(minutes=rng.lognormvariate(math.log(45), 1.0))
+        assignee: str | None = None
+        resolved_at: datetime | None = None
+        cancelled = rng.random() < 0.03
+
+        def move(
+            to: str,
+            at: datetime,
+            events: list[tuple[datetime, list[dict[str, Any]]]] = events,
+            workflow: dict[str, str] = workflow,
+        ) -> None:
+            events.append((at, [_status_item(workflow["status"], to)]))
+            workflow["status"] = to
+
+        if first_response < end:
+            assignee = rng.choice(AGENTS)
+            events.append((first_response, [_assignee_item(None, assignee)]))
+            move("progress", first_response + timedelta(seconds=5))
+            moment = first_response
+            hours = math.exp(rng.gauss(math.log(goal_hours * 0.7), 0.9))
+            for _ in range(min(int(rng.expovariate(1.5)), 3)):  # reassignments
+                at = moment + timedelta(hours=rng.uniform(0.2, hours / 2 + 0.3))
+                if at >= end:
+                    break
+                new = rng.choice([a for a in AGENTS if a != assignee])
+                events.append((at, [_assignee_item(assignee, new)]))
+                assignee, moment = new, at
+            done = created + timedelta(hours=hours)
+            if cancelled and done < end:
+                move("canceled", done)
+                resolved_at = done
+            elif done < end:
+                move("resolved", done)
+                resolved_at = done
+                if rng.random() < 0.06:  # the customer reopens it
+                    reopen = done + timedelta(hours=rng.uniform(1, 48))
+                    if reopen < end:
+                        move("progress", reopen)
+                        resolved_at = None
+                        again = reopen + timedelta(hours=rng.uniform(2, 30))
+                        if again < end:
+                            move("resolved", again)
+                            resolved_at = again
+                if (
+                    resolved_at
+                    and resolved_at + timedelta(days=3) < end
+                    and workflow["status"] == "resolved"
+                ):
+                    move("closed", resolved_at + timedelta(days=3))
+        status = workflow["status"]
+        updated = max([created] + [at for at, _ in events])
+        issue_histories = []
+        for at, items in sorted(events, key=lambda e: e[0]):
+            history_id += 1
+            issue_histories.append(
+                {
+                    "id": str(history_id),
+                    "author": _user(rng.choice(AGENTS)),
+                    "created": at,
+                    "items": items,
+                }
+            )
+        histories[issue_id] = issue_histories
+        type_id, type_name = ISSUE_TYPES[kind]
+        fields: dict[str, Any] = {
+            "summary": f"{type_name.split('] ')[1]} {i}",
+            "project": {"id": "10000", "key": project, "name": "IT Service Management"},
+            "issuetype": {"id": type_id, "name": type_name, "subtask": False},
+            "status": _status(status),
+            "priority": {"id": pid, "name": pname},
+            "resolution": (
+                {"id": "10001", "name": "Won't Do" if status == "canceled" else "Done"}
+                if resolved_at and status in ("resolved", "closed", "canceled")
+                else None
+            ),
+            "resolutiondate": resolved_at,
+            "created": created,
+            "updated": updated,
+            "assignee": _user(assignee) if assignee else None,
+            FIELD_IDS["decoy_time_to_resolution"]: round(rng.uniform(1, 9), 1),
+        }
+        if kind in ("incident", "request"):
+            fields[FIELD_IDS["request_type"]] = {
+                "requestType": {
+                    "id": "12" if kind == "incident" else "13",
+                    "name": "Report a system problem" if kind == "incident" else "Get IT help",
+                    "issueTypeId": type_id,
+                    "serviceDeskId": "1",
+                },
+                "currentStatus": {
+                    "status": STATUSES[status][1],
+                    "statusCategory": STATUSES[status][3].upper(),
+                },
+            }
+            response_stop = first_response if first_response < end else None
+            fields[FIELD_IDS["time_to_first_response"]] = {
+                "id": "1",
+                "name": "Time to first response",
+                "cycles": [_cycle(created, response_stop, max(goal_hours / 8, 0.5), end)],
+            }
+            resolution_stop = resolved_at if not cancelled else None
+            fields[FIELD_IDS["time_to_resolution"]] = (
+                None
+                if cancelled
+                else {
+                    "id": "2",
+                    "name": "Time to resolution",
+                    "cycles": [_cycle(created, resolution_stop, goal_hours, end)],
+                }
+            )
+        issues.append(
+            {
+                "id": issue_id,
+                "key": f"{project}-{i + 1}",
+                "fields": fields,
+                "_created": created,
+                "_updated": updated,
+                "_resolved": resolved_at,
+            }
+        )
+    return JiraDataset(issues=issues, histories=histories, fields=field_definitions())
+
+
+def _status_item(before: str, after: str) -> dict[str, Any]:
+    return {
+        "field": "status",
+        "fieldtype": "jira",
+        "fieldId": "status",
+        "from": STATUSES[before][0],
+        "fromString": STATUSES[before][1],
+        "to": STATUSES[after][0],
+        "toString": STATUSES[after][1],
+    }
+
+
+def _assignee_item(before: str | None, after: str) -> dict[str, Any]:
+    return {
+        "field": "assignee",
+        "fieldtype": "jira",
+        "fieldId": "assignee",
+        "from": before,
+        "fromString": f"Agent {before[-3:]}" if before else None,
+        "to": after,
+        "toString": f"Agent {after[-3:]}",
+    }
+
+
+def statuses() -> list[dict[str, Any]]:
+    """``/rest/api/2/status``."""
+    return [_status(name) for name in STATUSES]
+
+
+UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
