@@ -184,11 +184,6 @@ def _mark_deleted(conn: Connection, writer: StreamWriter, ids: list[str]) -> Non
     """Set deleted_at on raw and canonical rows; the periods they counted in are recomputed."""
     stamp = store.now()
     raw = store.raw_table
-    table = writer.table
-    cohorts = writer.affected.cohort_columns(writer.kind)
-    writer.affected.add_rows(
-        writer.kind, store.existing_values(conn, table, writer.source, ids, cohorts)
-    )
     conn.execute(
         update(raw)
         .where(
@@ -196,11 +191,7 @@ def _mark_deleted(conn: Connection, writer: StreamWriter, ids: list[str]) -> Non
         )
         .values(deleted_at=stamp)
     )
-    conn.execute(
-        update(table)
-        .where(table.c.source == writer.source, table.c.source_id.in_(ids))
-        .values(deleted_at=stamp)
-    )
+    writer.mark_deleted(conn, ids, stamp)
     writer.affected.save(conn)
 
 

@@ -97,6 +97,44 @@ def existing_values(
     return [cast(Mapping[str, Any], row._mapping) for row in conn.execute(query)]
 
 
+def existing_children(
+    conn: Connection,
+    table: Table,
+    source: str,
+    key: str,
+    values: Sequence[str],
+    columns: Sequence[str],
+) -> list[Mapping[str, Any]]:
+    """Stored ``columns`` of rows whose ``key`` column is one of ``values``."""
+    if not values or not columns:
+        return []
+    query = select(*(table.c[c] for c in columns)).where(
+        table.c.source == source, table.c[key].in_(list(values))
+    )
+    return [cast(Mapping[str, Any], row._mapping) for row in conn.execute(query)]
+
+
+def delete_stale_children(
+    conn: Connection, table: Table, source: str, key: str, kept: Mapping[str, Sequence[str]]
+) -> None:
+    """Rows expanded from a record (SLA cycles of an issue) that its new version no longer has."""
+    for parent, ids in kept.items():
+        stale = delete(table).where(table.c.source == source, table.c[key] == parent)
+        if ids:
+            stale = stale.where(table.c.source_id.not_in(list(ids)))
+        conn.execute(stale)
+
+
+def mark_deleted(
+    conn: Connection, table: Table, source: str, key: str, values: Sequence[str], stamp: datetime
+) -> None:
+    conn.execute(
+        update(table)
+        .where(table.c.source == source, table.c[key].in_(list(values)))
+        .values(deleted_at=stamp)
+    )
+
+
 def write_canonical(conn: Connection, table: Table, records: Sequence[CanonicalRecord]) -> None:
     rows = [{**r, "deleted_at": None} for r in records]
     upsert(conn, table, rows, ("source", "source_id"), only_if_not_older="updated_at")

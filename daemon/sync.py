@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -28,8 +28,7 @@ from daemon.compute import AffectedDays, recompute_dirty, sla_record_sources
 from daemon.models import CANONICAL_TABLES
 from daemon.prefetch import Prefetch
 from daemon.settings import Config
-from mapping.model import KINDS
-from mapping.translate import SkippedRecord, Translator
+from mapping.router import StreamMapper
 
 Mode = Literal["incremental", "full", "since"]
 ProgressCallback = Callable[[str, str, int, int | None], None]
@@ -109,50 +108,71 @@ def resync(
 
 
 class StreamWriter:
-    """Writes one stream's pages; knows the canonical kind and translator for it."""
+    """Writes one stream's pages into the raw store and every canonical kind mapped from it."""
 
     def __init__(self, config: Config, source: str, stream: str, affected: AffectedDays) -> None:
-        mapped = config.mappings[source].for_stream(stream)
-        assert mapped is not None, "load_config checked that every stream is mapped"
-        kind, kind_map = mapped
-        self.kind = kind
-        self.fields = kind_map.source_fields()
-        self.table = CANONICAL_TABLES[kind]
-        self.translator = Translator(KINDS[kind], kind_map, config.mappings[source], source)
+        self.mapper = StreamMapper(config.mappings[source], stream, source)
+        assert self.mapper.targets, "load_config checked that every stream is mapped"
+        self.kinds = self.mapper.kinds
+        self.fields = self.mapper.source_fields()
         self.source = source
         self.stream = stream
         self.affected = affected
-        self.sla_decides_incidents = kind == "sla" and source in sla_record_sources(config)
+        self.sla_decides_incidents = "sla" in self.kinds and source in sla_record_sources(config)
 
     def write(self, conn: Connection, run_id: str, page: Page, skipped: Counter[str]) -> int:
+        """Write one page; returns how many records became a canonical record of a main kind."""
         store.write_raw(conn, self.source, self.stream, run_id, page.records)
-        ids = [r.source_id for r in page.records]
-        cohorts = self.affected.cohort_columns(self.kind)
-        self.affected.add_rows(
-            self.kind, store.existing_values(conn, self.table, self.source, ids, cohorts)
+        return self.rewrite(
+            conn, [(r.source_id, r.updated_at, r.data) for r in page.records], skipped
         )
-        mapped, rejected = [], []
-        for record in page.records:
-            try:
-                mapped.append(
-                    self.translator.translate(record.source_id, record.updated_at, record.data)
-                )
-            except SkippedRecord as exc:
-                skipped[str(exc)] += 1
-                rejected.append(record.source_id)
-        store.write_canonical(conn, self.table, mapped)
-        store.delete_canonical(conn, self.table, self.source, rejected)
-        self.affected.add_rows(self.kind, mapped)
+
+    def rewrite(
+        self,
+        conn: Connection,
+        records: Sequence[tuple[str, datetime, Mapping[str, Any]]],
+        skipped: Counter[str],
+    ) -> int:
+        """Map records (fresh, or stored raw ones for ``itbsc recompute``) into canonical rows."""
+        ids = [record_id for record_id, _, _ in records]
+        mapped = self.mapper.map_page(records)
+        for kind in self.kinds:
+            table = CANONICAL_TABLES[kind]
+            cohorts = self.affected.cohort_columns(kind)
+            children = mapped.children.get(kind)
+            if children is None:  # the period a changed record leaves is recomputed too
+                before = store.existing_values(conn, table, self.source, ids, cohorts)
+            else:
+                before = store.existing_children(conn, table, self.source, "task", ids, cohorts)
+            self.affected.add_rows(kind, before)
+            store.write_canonical(conn, table, mapped.rows[kind])
+            if children is None:
+                store.delete_canonical(conn, table, self.source, mapped.not_in_kind[kind])
+            else:
+                store.delete_stale_children(conn, table, self.source, "task", children)
+            self.affected.add_rows(kind, mapped.rows[kind])
+        for _, reason in mapped.skipped:
+            skipped[reason] += 1
         if self.sla_decides_incidents:
             # An SLA cycle changes its incident's "SLA met": recompute the incident's periods.
-            tasks = sorted({r["task"] for r in mapped if r.get("task")})
+            tasks = sorted({r["task"] for r in mapped.rows["sla"] if r.get("task")})
             incidents = CANONICAL_TABLES["incident"]
             columns = self.affected.cohort_columns("incident")
             self.affected.add_rows(
                 "incident", store.existing_values(conn, incidents, self.source, tasks, columns)
             )
         self.affected.save(conn)
-        return len(mapped)
+        return mapped.count() if self.mapper.primary else len(mapped.rows[self.kinds[0]])
+
+    def mark_deleted(self, conn: Connection, ids: list[str], stamp: datetime) -> None:
+        """The census found ``ids`` gone: mark their rows in every kind; restate their periods."""
+        for kind in self.kinds:
+            table = CANONICAL_TABLES[kind]
+            cohorts = self.affected.cohort_columns(kind)
+            key = "source_id" if kind not in {t.kind for t in self.mapper.expanding} else "task"
+            before = store.existing_children(conn, table, self.source, key, ids, cohorts)
+            self.affected.add_rows(kind, before)
+            store.mark_deleted(conn, table, self.source, key, ids, stamp)
 
 
 def _sync_stream(

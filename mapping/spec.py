@@ -24,6 +24,9 @@ class KindMap(_Strict):
     match: dict[str, list[str]] = Field(default_factory=dict)
     """Only records whose source values are listed become this kind (Jira: by issue type);
     the others are counted as skipped with the reason."""
+    each: Literal["jsm_sla_cycles"] | None = None
+    """Expand each record into several rows (mapping.router.EXPANSIONS); the fields then
+    name keys of the expanded items."""
     fields: dict[str, str | list[str]]
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
 
@@ -58,9 +61,15 @@ class MappingSpec(_Strict):
         problems: list[str] = []
         for kind_name, kind_map in self.kind_maps().items():
             problems.extend(_check_kind(KINDS[kind_name], kind_map))
-        streams = [m.stream for m in self.kind_maps().values()]
-        for stream in {s for s in streams if streams.count(s) > 1}:
-            problems.append(f"stream {stream!r} is mapped by more than one record kind")
+        primaries: dict[str, list[KindMap]] = {}
+        for kind_map in self.kind_maps().values():
+            if kind_map.each is None:
+                primaries.setdefault(kind_map.stream, []).append(kind_map)
+        for stream, maps in primaries.items():
+            if len(maps) > 1 and not all(m.match for m in maps):
+                problems.append(
+                    f"stream {stream!r} is mapped by several record kinds: give each a `match`"
+                )
         if self.sla_attainment == "sla_records" and self.sla is None:
             problems.append("sla_attainment: 'sla_records' needs an [sla] map")
         if problems:
@@ -77,11 +86,14 @@ class MappingSpec(_Strict):
         return self.sla_attainment == "sla_records" or self.sla.stream in synced_streams
 
     def for_stream(self, stream: str) -> tuple[str, KindMap] | None:
-        """The canonical kind a stream maps into, if the mapping covers it."""
-        for name, kind_map in self.kind_maps().items():
-            if kind_map.stream == stream:
-                return name, kind_map
-        return None
+        """The first canonical kind a stream maps into, if the mapping covers it."""
+        found = self.targets(stream)
+        return found[0] if found else None
+
+    def targets(self, stream: str) -> list[tuple[str, KindMap]]:
+        """Every kind derived from ``stream``: matched kinds first, expansions after."""
+        found = [(n, m) for n, m in self.kind_maps().items() if m.stream == stream]
+        return sorted(found, key=lambda t: t[1].each is not None)
 
 
 def _check_kind(schema: KindSchema, kind_map: KindMap) -> list[str]:
