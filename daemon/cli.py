@@ -487,13 +487,15 @@ def demo_command(
     count: Annotated[int, typer.Option(help="Incidents in the generated year.")] = 5000,
     seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 42,
 ) -> None:
-    """Start a sandbox ServiceNow with a seeded year of incidents, sync it and print the scorecard."""
-    from daemon.demo import start_sandbox, write_demo_config
+    """Start a sandbox ServiceNow and a sandbox Jira Service Management, sync both, print the scorecard."""
+    from daemon.demo import start_jira_sandbox, start_sandbox, write_demo_config
 
-    with start_sandbox(count, seed) as sandbox:
-        state.config_path = write_demo_config(directory, sandbox.url)
+    issues = max(100, count * 2 // 5)
+    with start_sandbox(count, seed) as sandbox, start_jira_sandbox(issues, seed) as jira:
+        state.config_path = write_demo_config(directory, sandbox.url, jira.url)
         out.print(
-            f"sandbox ServiceNow at {sandbox.url} with {count} incidents; config {state.config_path}",
+            f"sandbox ServiceNow at {sandbox.url} with {count} incidents; sandbox Jira at "
+            f"{jira.url} with {issues} issues; config {state.config_path}",
             highlight=False,
         )
         config = _load()
@@ -503,9 +505,10 @@ def demo_command(
         if not summary.ok:
             raise typer.Exit(EXIT_SYNC_FAILED)
     out.print()
-    report.render_scorecard(
-        report.build_scorecard(engine, config, report.resolve_period(config, None)), out
-    )
+    period = report.resolve_period(config, None)
+    report.render_scorecard(report.build_scorecard(engine, config, period), out)
+    out.print()
+    report.render_source_breakdown(report.source_breakdown(engine, config, period), out)
     out.print(
         f"\nTry: itbsc --config {state.config_path} metrics --metric I1 --grain month --format table",
         highlight=False,

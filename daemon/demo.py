@@ -5,15 +5,32 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.defaults import config_dir
 from sandbox.generator import generate
+from sandbox.jira import JiraInstance, RunningJira, serve_jira
+from sandbox.jira_data import generate_jira
 from sandbox.servicenow import RunningSandbox, ServiceNowInstance, serve
 
 DEMO_USER = "itbsc-demo"
 DEMO_PASSWORD_ENV = "ITBSC_DEMO_PASSWORD"
-SHIPPED = ("metrics.toml", "scorecard.toml", "mappings/servicenow.toml")
+DEMO_JIRA_USER = "itbsc-demo@example.com"
+DEMO_JIRA_TOKEN_ENV = "ITBSC_DEMO_JIRA_TOKEN"
+SHIPPED = ("metrics.toml", "scorecard.toml", "mappings/servicenow.toml", "mappings/jira.toml")
+JIRA_SOURCE = """
+[sources.sandbox-jsm]
+kind = "jira"
+url = "{url}"
+username = "{user}"
+password_env = "{token_env}"                # Jira Cloud: the account e-mail + an API token
+projects = ["ITSM"]
+streams = ["issues"]
+mapping = "mappings/jira.toml"
+schedule = "*/15 * * * *"
+page_size = 100
+"""
 
 DEMO_CONFIG = """\
 # Written by `itbsc demo`; points at the sandbox ServiceNow it started.
@@ -48,7 +65,17 @@ def start_sandbox(count: int, seed: int) -> RunningSandbox:
     return serve(instance)
 
 
-def write_demo_config(directory: Path, url: str) -> Path:
+def start_jira_sandbox(count: int, seed: int) -> RunningJira:
+    """A Jira Cloud site with JSM incidents, requests and changes; the token lives in the env."""
+    token = secrets.token_urlsafe(16)
+    os.environ[DEMO_JIRA_TOKEN_ENV] = token
+    instance = JiraInstance(flavour="cloud", users={DEMO_JIRA_USER: token})
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    instance.load(generate_jira(count, end=end, seed=seed))
+    return serve_jira(instance)
+
+
+def write_demo_config(directory: Path, url: str, jira_url: str | None = None) -> Path:
     """Copy the shipped TOML into ``directory`` and write an itbsc.toml for the sandbox."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("itbsc.db", "itbsc.db-wal", "itbsc.db-shm"):
@@ -59,8 +86,8 @@ def write_demo_config(directory: Path, url: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shipped / name, target)
     path = directory / "itbsc.toml"
-    path.write_text(
-        DEMO_CONFIG.format(url=url, user=DEMO_USER, password_env=DEMO_PASSWORD_ENV),
-        encoding="utf-8",
-    )
+    text = DEMO_CONFIG.format(url=url, user=DEMO_USER, password_env=DEMO_PASSWORD_ENV)
+    if jira_url:
+        text += JIRA_SOURCE.format(url=jira_url, user=DEMO_JIRA_USER, token_env=DEMO_JIRA_TOKEN_ENV)
+    path.write_text(text, encoding="utf-8")
     return path

@@ -277,3 +277,30 @@ def metric_value_json(row: Mapping[str, Any] | MetricValue) -> dict[str, Any]:
         "mapping_version": row["mapping_version"],
         "computed_at": row["computed_at"].isoformat(),
     }
+
+
+def source_breakdown(
+    engine: Engine, config: Config, period: Period
+) -> list[tuple[str, str, str, float | None, int]]:
+    """(metric, unit, source, value, n) for the scorecard's metrics in ``period``, per source."""
+    wanted = config.scorecard.metric_ids()
+    units = {m.id: m.unit for m in config.catalogue.metric}
+    with engine.connect() as conn:
+        values = compute(conn, config, {m: [period] for m in wanted})
+    return sorted(
+        (v.metric, units.get(v.metric, ""), v.dimension.removeprefix("source="), v.value, v.n)
+        for v in values
+        if v.dimension.startswith("source=")
+    )
+
+
+def render_source_breakdown(
+    rows: list[tuple[str, str, str, float | None, int]], console: Console
+) -> None:
+    """The same measures per source: the scorecard combines them, this shows each one's part."""
+    if not rows:
+        return
+    table = Table("metric", "source", "value", "n", title="By source", title_justify="left")
+    for metric, unit, source, value, n in rows:
+        table.add_row(metric, source, _fmt(value, unit), str(n))
+    console.print(table)

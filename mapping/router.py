@@ -51,6 +51,7 @@ def jsm_sla_cycles(record_id: str, data: Mapping[str, Any]) -> Iterator[dict[str
             yield {
                 "id": f"{record_id}:{value.get('id', name)}:{number}",
                 "task": record_id,
+                "task_type": ((data.get("fields") or {}).get("issuetype") or {}).get("name"),
                 "name": str(value.get("name") or name),
                 "stage": stage,
                 "breached": bool(cycle.get("breached")),
@@ -63,6 +64,9 @@ def jsm_sla_cycles(record_id: str, data: Mapping[str, Any]) -> Iterator[dict[str
 
 
 EXPANSIONS: dict[str, Expansion] = {"jsm_sla_cycles": jsm_sla_cycles}
+EXPANSION_FIELDS: dict[str, tuple[str, ...]] = {
+    "jsm_sla_cycles": ("fields.itbsc:sla", "fields.issuetype.name"),
+}
 
 
 @dataclass
@@ -103,7 +107,8 @@ class StreamMapper:
     def source_fields(self) -> list[str]:
         names: list[str] = []
         for target in self.targets:
-            names.extend(target.kind_map.source_fields())
+            each = target.kind_map.each
+            names.extend(EXPANSION_FIELDS[each] if each else target.kind_map.source_fields())
         return list(dict.fromkeys(names))
 
     def map_page(self, records: Iterable[tuple[str, datetime, Mapping[str, Any]]]) -> MappedPage:
