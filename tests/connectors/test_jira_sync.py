@@ -235,3 +235,51 @@ def test_requests_changes_and_sla_cycles_land_in_their_kinds_and_c1_uses_the_cyc
         (value,) = [v for v in compute(conn, config, {"C1": [may]}) if v.dimension == "all"]
     assert total > 10
     assert value.denominator == total and value.numerator == met
+
+
+def test_a_truncated_changelog_is_completed_on_cloud(jira_site: RunningJira) -> None:
+    target = next(iter(site_incidents(jira_site)))
+    histories = jira_site.instance.histories[target]
+    base = histories[0]["created"] if histories else END - timedelta(days=30)
+    extra = [
+        {
+            "id": str(800000 + n),
+            "author": None,
+            "created": base + timedelta(minutes=n + 1),
+            "items": [{"field": "labels", "fieldtype": "jira", "from": None, "to": None}],
+        }
+        for n in range(130)
+    ]
+    jira_site.instance.histories[target] = sorted(histories + extra, key=lambda h: h["created"])
+    params = ConnectionParams(
+        name="jsm",
+        url=jira_site.url,
+        username=EMAIL,
+        password=Secret(TOKEN),
+        page_size=100,
+        options={"projects": ["ITSM"]},
+    )
+    with JiraSource(params) as source:
+        records = {r.source_id: r for p in source.read("issues", fields=[]) for r in p.records}
+    changelog = records[target].data["changelog"]
+    total = len(histories) + 130
+    assert changelog["total"] == total
+    if jira_site.instance.flavour == "cloud":
+        assert len(changelog["histories"]) == total  # fetched from /issue/{id}/changelog
+    else:
+        assert len(changelog["histories"]) == 100  # Data Center has no changelog endpoint
+
+
+def test_data_center_personal_access_token(tmp_path: Path) -> None:
+    instance = JiraInstance(flavour="datacenter", users={}, tokens={"pat-Marker-19"})
+    instance.load(generate_jira(120, end=END, seed=9))
+    with serve_jira(instance) as running:
+        path = write_jira_config(tmp_path, running.url)
+        path.write_text(path.read_text().replace(f'username = "{EMAIL}"\n', 'auth = "token"\n'))
+        config = load_config(path, env={"ITBSC_TEST_JIRA_TOKEN": "pat-Marker-19"})
+        engine = db.create_db_engine(config.database_url)
+        db.upgrade(engine)
+        summary = resync(engine, config)
+        engine.dispose()
+    assert summary.ok, summary.streams[0].error
+    assert summary.streams[0].fetched == 120
