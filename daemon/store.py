@@ -117,11 +117,16 @@ def existing_children(
 def delete_stale_children(
     conn: Connection, table: Table, source: str, key: str, kept: Mapping[str, Sequence[str]]
 ) -> None:
-    """Rows expanded from a record (SLA cycles of an issue) that its new version no longer has."""
-    for parent, ids in kept.items():
-        stale = delete(table).where(table.c.source == source, table.c[key] == parent)
-        if ids:
-            stale = stale.where(table.c.source_id.not_in(list(ids)))
+    """Rows expanded from a record (SLA cycles of an issue) that its new version no longer has.
+
+    Child ids are unique across parents, so one statement per chunk of parents does it."""
+    parents = list(kept)
+    for start in range(0, len(parents), 500):
+        chunk = parents[start : start + 500]
+        keep = [i for parent in chunk for i in kept[parent]]
+        stale = delete(table).where(table.c.source == source, table.c[key].in_(chunk))
+        if keep:
+            stale = stale.where(table.c.source_id.not_in(keep))
         conn.execute(stale)
 
 

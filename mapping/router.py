@@ -121,7 +121,10 @@ class StreamMapper:
             reasons: list[str] = []
             placed = False
             for target in self.primary:
-                if placed:
+                mismatch = None if placed else target.translator.mismatch(data)
+                if placed or mismatch is not None:
+                    if mismatch is not None:
+                        reasons.append(mismatch)
                     page.not_in_kind[target.kind].append(record_id)
                     continue
                 try:

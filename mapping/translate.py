@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import ChainMap
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -13,6 +12,8 @@ from mapping.model import CanonicalRecord, FieldType, KindSchema
 from mapping.spec import KindMap, MappingSpec
 
 ISO_FORMATS = frozenset({"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"})
+# Jira's 2024-05-01T10:11:12.000+0200: fromisoformat reads it (Python 3.11+), 20x faster
+ISO_WITH_OFFSET = frozenset({"%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"})
 UTC_ZONE = ZoneInfo("UTC")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
@@ -35,6 +36,7 @@ class Translator:
         self._zone: tzinfo = ZoneInfo(spec.timezone)
         # fromisoformat is ~20x faster than strptime and reads exactly these layouts
         self._iso = spec.datetime_format in ISO_FORMATS
+        self._iso_offset = spec.datetime_format in ISO_WITH_OFFSET
         # Decided once per run, not per record: (field, type, source names, value map).
         self._plan: list[tuple[str, FieldType, tuple[str, ...], Mapping[str, str] | None]] = []
         for name, kind in schema.fields.items():
@@ -46,13 +48,21 @@ class Translator:
             s.startswith("@history.") for _, _, ss, _ in self._plan for s in ss
         )
 
-    def translate(
-        self, source_id: str, updated_at: datetime, data: Mapping[str, Any]
-    ) -> CanonicalRecord:
+    def mismatch(self, data: Mapping[str, Any]) -> str | None:
+        """Why the record is not of this kind (``match``), or None when it is."""
         for path, allowed in self._map.match.items():
             value = _lookup(data, path)
             if value not in allowed:
-                raise SkippedRecord(f"not a {self.schema.name}: {path} is {value!r}")
+                return f"not a {self.schema.name}: {path} is {value!r}"
+        return None
+
+    def translate(
+        self, source_id: str, updated_at: datetime, data: Mapping[str, Any]
+    ) -> CanonicalRecord:
+        if self._map.match:
+            reason = self.mismatch(data)
+            if reason is not None:
+                raise SkippedRecord(reason)
         record: CanonicalRecord = {
             "source": self._source,
             "source_id": source_id,
@@ -61,7 +71,7 @@ class Translator:
         }
         if self._uses_history:  # facts named @history.<fact>, computed once per record
             facts = {f"@history.{k}": v for k, v in history_facts(data).items()}
-            data = ChainMap(facts, dict(data))
+            data = {**data, **facts}
         for name, kind, sources, values in self._plan:
             raw = _first_present(data, sources)
             if values is not None and len(sources) > 1:
@@ -97,7 +107,7 @@ class Translator:
     def _to_datetime(self, raw: Any) -> datetime:
         text = str(raw).strip()
         try:
-            if self._iso and len(text) == 19:
+            if (self._iso and len(text) == 19) or self._iso_offset:
                 parsed = datetime.fromisoformat(text)
             else:
                 parsed = datetime.strptime(text, self._spec.datetime_format)

@@ -59,6 +59,8 @@ class JiraInstance:
     before_search: Callable[[int], None] | None = None
     requests_served: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _version: int = 0  # bumped by every write; keys the cache of the last search's order
+    _last_search: tuple[Any, list[dict[str, Any]]] | None = field(default=None, repr=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -70,10 +72,12 @@ class JiraInstance:
                 self.issues[issue["id"]] = issue
             self.histories.update(dataset.histories)
             self.fields = dataset.fields
+            self._version += 1
 
     def update(self, issue_id: str, at: datetime, **fields: Any) -> None:
         """Change an issue as a user would: ``updated`` moves, a history entry is added."""
         with self._lock:
+            self._version += 1
             issue = self.issues[issue_id]
             issue["fields"].update(fields)
             issue["fields"]["updated"] = at
@@ -254,10 +258,18 @@ class JiraInstance:
         if cloud_api and not wanted:
             wanted = ["id"]
         expand = ",".join(params.get("expand", []))
+        # Pages of one search share its evaluation until something changes (a real site
+        # re-evaluates, which the version check models); without this a benchmark would time
+        # the emulator's full scan per page rather than the sync.
         with self._lock:
-            matched = [i for i in self.issues.values() if query.matches(i)]
-        for name, descending in reversed(query.order_by):
-            matched.sort(key=jql.sort_key(name), reverse=descending)
+            key = (text, self._version)
+            if self._last_search is not None and self._last_search[0] == key:
+                matched = self._last_search[1]
+            else:
+                matched = [i for i in self.issues.values() if query.matches(i)]
+                for name, descending in reversed(query.order_by):
+                    matched.sort(key=jql.sort_key(name), reverse=descending)
+                self._last_search = (key, matched)
         if cloud_api:
             limit = min(_int(params, "maxResults", 50), CLOUD_MAX_RESULTS)
             start = _token_offset(_one(params, "nextPageToken"), text)
