@@ -60,6 +60,7 @@ PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
 JIRA_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"
 DEFAULT_OVERLAP = timedelta(minutes=10)
 MAX_RETRY_DELAY_SECONDS = 30
+IDS_PAGE = 1000  # id-only pages (Cloud allows up to 5000, Data Center caps at 1000)
 
 
 def parse_jira_time(text: str) -> datetime:
@@ -196,6 +197,61 @@ class JiraSource(Source):
             previous = records
         final = {"updated_since": (run_started - self.overlap).isoformat()}
         yield Page(records=previous or [], cursor=final)
+
+    def list_ids(self, stream: str) -> Iterator[list[str]]:
+        """Every issue id of the projects, by an id keyset (no offset a deletion could shift)."""
+        if stream not in self.streams:
+            raise FatalSourceError(self._where(f"no stream {stream!r}"))
+        last = 0
+        restriction = project_clause(self.projects)
+        while True:
+            query = f"{restriction} AND id > {last} ORDER BY id ASC"
+            issues = self._first_page(query, ["id"], IDS_PAGE)
+            ids = [str(i["id"]) for i in issues]
+            if not ids:
+                return
+            yield ids
+            last = int(ids[-1])
+
+    def read_ids(self, stream: str, ids: Sequence[str], *, fields: Sequence[str]) -> Iterator[Page]:
+        spec = self.streams[stream]
+        roles = self._roles()
+        wanted = self._field_ids(spec, fields, roles)
+        categories = self._status_categories()
+        numbers = [i for i in ids if i.isdigit()]
+        for start in range(0, len(numbers), 100):
+            chunk = numbers[start : start + 100]
+            query = (
+                f"{project_clause(self.projects)} AND id IN ({', '.join(chunk)}) ORDER BY id ASC"
+            )
+            issues = self._first_page(query, wanted, len(chunk), expand="changelog")
+            yield Page(records=[self._to_raw(i, roles, categories) for i in issues], cursor=None)
+
+    def _first_page(
+        self, query: str, fields: list[str], limit: int, expand: str | None = None
+    ) -> list[dict[str, Any]]:
+        if self.is_cloud:
+            reply = self._call(
+                "search/jql",
+                self.client.enhanced_search_issues,
+                query,
+                maxResults=limit,
+                fields=list(fields),
+                expand=expand,
+                json_result=True,
+            )
+        else:
+            reply = self._call(
+                "search",
+                self.client.search_issues,
+                query,
+                startAt=0,
+                maxResults=limit,
+                fields=list(fields),
+                expand=expand,
+                json_result=True,
+            )
+        return _issues_of(reply, self._where("search"))
 
     def _cloud_pages(
         self, query: str, fields: list[str]

@@ -103,6 +103,19 @@ class JiraInstance:
                 }
             )
 
+    def delete(self, issue_id: str) -> None:
+        """Delete an issue: it leaves no trace a ``updated >=`` search could see."""
+        with self._lock:
+            self._version += 1
+            del self.issues[issue_id]
+            self.histories.pop(issue_id, None)
+
+    def add(self, issue: dict[str, Any], histories: list[dict[str, Any]] | None = None) -> None:
+        with self._lock:
+            self._version += 1
+            self.issues[issue["id"]] = issue
+            self.histories[issue["id"]] = histories or []
+
     # -- rendering --------------------------------------------------------------
     def render_time(self, value: datetime | None) -> str | None:
         if value is None:

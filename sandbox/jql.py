@@ -176,6 +176,15 @@ class _Parser:
             op = "NOT IN"
         if field in DATE_FIELDS:
             return self.date_clause(field, op)
+        if field == "id" and op in (">", ">=", "<", "<="):
+            bound = int(self.value())
+            compare = {
+                ">": lambda a, b: a > b,
+                ">=": lambda a, b: a >= b,
+                "<": lambda a, b: a < b,
+                "<=": lambda a, b: a <= b,
+            }[op]
+            return lambda issue: compare(int(issue["id"]), bound)
         if op in ("IN", "NOT IN"):
             values = self.value_list()
         elif op in ("=", "!="):

@@ -283,3 +283,40 @@ def test_data_center_personal_access_token(tmp_path: Path) -> None:
         engine.dispose()
     assert summary.ok, summary.streams[0].error
     assert summary.streams[0].fetched == 120
+
+
+def test_census_marks_deleted_issues_and_their_sla_cycles_and_fetches_missed_ones(
+    jira_site: RunningJira, setup: tuple[Config, sa.Engine]
+) -> None:
+    import copy
+
+    from daemon.census import census
+
+    config, engine = setup
+    assert resync(engine, config).ok
+    incidents = sorted(site_incidents(jira_site))
+    gone = incidents[:3]
+    for issue_id in gone:
+        jira_site.instance.delete(issue_id)
+    # An issue the incremental search never saw: created with an old updated time.
+    template = jira_site.instance.issues[incidents[5]]
+    missed = copy.deepcopy(template)
+    missed["id"], missed["key"] = "99999", "ITSM-99999"
+    jira_site.instance.add(missed)
+    (result,) = census(engine, config)
+    assert (result.outcome, result.marked_deleted, result.fetched) == ("succeeded", 3, 1)
+    alive = {k: set(r) for k, r in stored_by_kind(engine, alive_only=True).items()}
+    assert not set(gone) & alive["incident"] and "99999" in alive["incident"]
+    assert not {s.split(":")[0] for s in alive["sla"]} & set(gone)  # their cycles too
+
+
+def stored_by_kind(engine: sa.Engine, *, alive_only: bool) -> dict[str, list[str]]:
+    out = {}
+    with engine.connect() as conn:
+        for kind in ("incident", "sla"):
+            table = CANONICAL_TABLES[kind]
+            query = sa.select(table.c.source_id)
+            if alive_only:
+                query = query.where(table.c.deleted_at.is_(None))
+            out[kind] = [r.source_id for r in conn.execute(query)]
+    return out
