@@ -66,6 +66,7 @@ INCIDENT = KindSchema(
         "contact_type": "code",
         "close_code": "code",
         "opened_at": "datetime",
+        "first_response_at": "datetime",
         "resolved_at": "datetime",
         "closed_at": "datetime",
         "reopen_count": "int",

@@ -54,6 +54,7 @@ class JiraInstance:
     issues: dict[str, dict[str, Any]] = field(default_factory=dict)
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     fields: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=statuses)
     rate_limit_next: int = 0  # answer this many search requests with 429
     retry_after: str = "1"  # an integer, or an HTTP-date as some proxies send
     before_search: Callable[[int], None] | None = None
@@ -103,6 +104,26 @@ class JiraInstance:
                 }
             )
 
+    def replay(self, issues: list[dict[str, Any]], statuses: list[dict[str, Any]]) -> None:
+        """Serve recorded Jira responses: issues as returned (with their changelog) and /status.
+
+        Field values stay as recorded; the times JQL compares are read from them.
+        """
+        with self._lock:
+            self._version += 1
+            self.statuses = statuses
+            for recorded in issues:
+                issue = {k: v for k, v in recorded.items() if k != "changelog"}
+                fields = issue["fields"]
+                issue["_created"] = _recorded_time(fields.get("created"))
+                issue["_updated"] = _recorded_time(fields.get("updated"))
+                issue["_resolved"] = _recorded_time(fields.get("resolutiondate"))
+                self.issues[str(issue["id"])] = issue
+                self.histories[str(issue["id"])] = sorted(
+                    (recorded.get("changelog") or {}).get("histories") or [],
+                    key=lambda h: _recorded_time(h["created"]) or datetime.min,
+                )
+
     def delete(self, issue_id: str) -> None:
         """Delete an issue: it leaves no trace a ``updated >=`` search could see."""
         with self._lock:
@@ -117,9 +138,9 @@ class JiraInstance:
             self.histories[issue["id"]] = histories or []
 
     # -- rendering --------------------------------------------------------------
-    def render_time(self, value: datetime | None) -> str | None:
-        if value is None:
-            return None
+    def render_time(self, value: datetime | str | None) -> str | None:
+        if value is None or isinstance(value, str):  # replayed responses keep their text
+            return value
         return (
             value.astimezone(self.zone).strftime("%Y-%m-%dT%H:%M:%S.")
             + f"{value.microsecond // 1000:03d}"
@@ -327,6 +348,10 @@ class JiraInstance:
         }
 
 
+def _recorded_time(text: str | None) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z") if text else None
+
+
 def _one(params: Mapping[str, list[str]], name: str) -> str:
     values = params.get(name) or [""]
     return values[-1]
@@ -399,7 +424,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif rest == ["field"]:
                 self._send(200, instance.fields)
             elif rest == ["status"]:
-                self._send(200, statuses())
+                self._send(200, instance.statuses)
             elif rest == ["search", "jql"] and cloud:
                 self._send(200, instance.search(params, cloud_api=True))
             elif rest == ["search"] and cloud:

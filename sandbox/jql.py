@@ -178,7 +178,7 @@ class _Parser:
             return self.date_clause(field, op)
         if field == "id" and op in (">", ">=", "<", "<="):
             bound = int(self.value())
-            compare = {
+            compare: Callable[[int, int], bool] = {
                 ">": lambda a, b: a > b,
                 ">=": lambda a, b: a >= b,
                 "<": lambda a, b: a < b,

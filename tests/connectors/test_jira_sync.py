@@ -115,6 +115,11 @@ def test_full_sync_stores_every_incident_with_its_lifecycle_from_the_changelog(
     states = {r["state"] for r in stored.values()}
     assert states <= {"new", "in_progress", "on_hold", "resolved", "closed", "cancelled"}
     assert any(r["reopen_count"] for r in stored.values())
+    assert all(
+        r["first_response_at"] is None or r["opened_at"] <= r["first_response_at"]
+        for r in stored.values()
+    )
+    assert sum(r["first_response_at"] is not None for r in stored.values()) > len(stored) * 0.9
     assert any(r["reassignment_count"] for r in stored.values())
     # requests and changes went to their own kinds: nothing fell through
     assert not summary.streams[0].skipped

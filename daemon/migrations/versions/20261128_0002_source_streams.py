@@ -1,8 +1,8 @@
-"""source streams: changes, SLA cycles, problems, request items, groups, surveys; census counts; dirty days
+"""source streams: changes, SLA cycles, problems, request items, groups, surveys; census counts; dirty days; first response
 
 Revision ID: 20261128_0002
 Revises: 20261128_0001
-Create Date: 2026-11-28 07:07:47.918361
+Create Date: 2026-11-28 07:55:28.716640
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("day", name=op.f("pk_metric_dirty_day")),
     )
     with op.batch_alter_table("itil_incident", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("first_response_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("parent_incident", sa.String(length=255), nullable=True))
         batch_op.create_index("ix_itil_incident_caused_by", ["caused_by"], unique=False)
         batch_op.create_index("ix_itil_incident_problem_id", ["problem_id"], unique=False)
@@ -230,6 +231,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_itil_incident_problem_id")
         batch_op.drop_index("ix_itil_incident_caused_by")
         batch_op.drop_column("parent_incident")
+        batch_op.drop_column("first_response_at")
 
     op.drop_table("metric_dirty_day")
     with op.batch_alter_table("itil_survey", schema=None) as batch_op:
