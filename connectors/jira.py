@@ -55,6 +55,7 @@ ROLE_SCHEMAS = {
     "itbsc:request_type": "com.atlassian.servicedesk:vp-origin",
     "itbsc:sla": "com.atlassian.servicedesk:sd-sla-field",
     "itbsc:satisfaction": "com.atlassian.servicedesk:sd-request-feedback",
+    "itbsc:satisfaction_date": "com.atlassian.servicedesk:sd-request-feedback-date",
 }
 PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
 JIRA_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"

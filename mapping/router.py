@@ -63,9 +63,30 @@ def jsm_sla_cycles(record_id: str, data: Mapping[str, Any]) -> Iterator[dict[str
             }
 
 
-EXPANSIONS: dict[str, Expansion] = {"jsm_sla_cycles": jsm_sla_cycles}
+def jsm_satisfaction(record_id: str, data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The customer's satisfaction rating of a JSM request, if one was given (0 or 1 item)."""
+    fields = data.get("fields") or {}
+    feedback = fields.get("itbsc:satisfaction")
+    rating = feedback.get("rating") if isinstance(feedback, Mapping) else None
+    if rating is None:
+        return
+    yield {
+        "id": f"{record_id}:satisfaction",
+        "task": record_id,
+        "survey": "JSM customer satisfaction",
+        "question": "How satisfied are you with this request?",
+        "rating": rating,
+        "responded_at": fields.get("itbsc:satisfaction_date") or fields.get("updated"),
+    }
+
+
+EXPANSIONS: dict[str, Expansion] = {
+    "jsm_sla_cycles": jsm_sla_cycles,
+    "jsm_satisfaction": jsm_satisfaction,
+}
 EXPANSION_FIELDS: dict[str, tuple[str, ...]] = {
     "jsm_sla_cycles": ("fields.itbsc:sla", "fields.issuetype.name"),
+    "jsm_satisfaction": ("fields.itbsc:satisfaction", "fields.itbsc:satisfaction_date"),
 }
 
 

@@ -24,7 +24,7 @@ class KindMap(_Strict):
     match: dict[str, list[str]] = Field(default_factory=dict)
     """Only records whose source values are listed become this kind (Jira: by issue type);
     the others are counted as skipped with the reason."""
-    each: Literal["jsm_sla_cycles"] | None = None
+    each: Literal["jsm_sla_cycles", "jsm_satisfaction"] | None = None
     """Expand each record into several rows (mapping.router.EXPANSIONS); the fields then
     name keys of the expanded items."""
     fields: dict[str, str | list[str]]

@@ -19,12 +19,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 SLA_SCHEMA = "com.atlassian.servicedesk:sd-sla-field"
+FEEDBACK_SCHEMA = "com.atlassian.servicedesk:sd-request-feedback"
+FEEDBACK_DATE_SCHEMA = "com.atlassian.servicedesk:sd-request-feedback-date"
 REQUEST_TYPE_SCHEMA = "com.atlassian.servicedesk:vp-origin"
 FIELD_IDS = {
     "request_type": "customfield_10010",
     "time_to_resolution": "customfield_10030",
     "time_to_first_response": "customfield_10031",
     "decoy_time_to_resolution": "customfield_10099",
+    "satisfaction": "customfield_10040",
+    "satisfaction_date": "customfield_10041",
 }
 # (id, name, category id, category key, category name)
 STATUSES = {
@@ -116,6 +120,10 @@ def field_definitions() -> list[dict[str, Any]]:
             "sd-servicelevelagreement",
             SLA_SCHEMA,
         ),
+        custom(FIELD_IDS["satisfaction"], "Satisfaction", "sd-feedback", FEEDBACK_SCHEMA),
+        custom(
+            FIELD_IDS["satisfaction_date"], "Satisfaction date", "datetime", FEEDBACK_DATE_SCHEMA
+        ),
         custom(
             FIELD_IDS["decoy_time_to_resolution"],
             "Time to resolution",
@@ -155,6 +163,7 @@ def generate_jira(
 ) -> JiraDataset:
     """``count`` issues over the year before ``end``: 60 % incidents, 30 % requests, 10 % changes."""
     rng = random.Random(seed)
+    feedback = random.Random(seed + 1)  # its own stream: the rest of the data does not move
     start = end - timedelta(days=365)
     issues: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}
@@ -277,6 +286,14 @@ def generate_jira(
                     "cycles": [_cycle(created, resolution_stop, goal_hours, end)],
                 }
             )
+        if kind in ("incident", "request") and resolved_at and feedback.random() < 0.3:
+            answered = resolved_at + timedelta(hours=feedback.uniform(1, 72))
+            if answered < end:
+                rating = feedback.choices((1, 2, 3, 4, 5), weights=(4, 4, 10, 30, 52))[0]
+                fields[FIELD_IDS["satisfaction"]] = {"_links": {}, "rating": rating}
+                fields[FIELD_IDS["satisfaction_date"]] = answered
+                updated = max(updated, answered)
+                fields["updated"] = updated
         issues.append(
             {
                 "id": issue_id,

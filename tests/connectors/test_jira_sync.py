@@ -216,6 +216,16 @@ def test_requests_changes_and_sla_cycles_land_in_their_kinds_and_c1_uses_the_cyc
     assert ids["request_item"] == by_type["[System] Service request"]
     assert ids["change"] == by_type["[System] Change"]
     assert {s["sla_type"] for s in slas} == {"response", "resolution"}
+    with engine.connect() as conn:
+        surveys = {
+            r.task: r.rating for r in conn.execute(sa.select(CANONICAL_TABLES["survey"]))
+        }
+    rated = {
+        i["id"]: i["fields"]["customfield_10040"]["rating"]
+        for i in issues
+        if i["fields"].get("customfield_10040")
+    }
+    assert rated and surveys == rated  # satisfaction found by schema, one answer per rating
     assert {s["task"] for s in slas} <= ids["incident"] | ids["request_item"]
 
     # C1 for May straight from the site: incidents resolved in May (not cancelled) with a
