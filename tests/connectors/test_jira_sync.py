@@ -217,9 +217,7 @@ def test_requests_changes_and_sla_cycles_land_in_their_kinds_and_c1_uses_the_cyc
     assert ids["change"] == by_type["[System] Change"]
     assert {s["sla_type"] for s in slas} == {"response", "resolution"}
     with engine.connect() as conn:
-        surveys = {
-            r.task: r.rating for r in conn.execute(sa.select(CANONICAL_TABLES["survey"]))
-        }
+        surveys = {r.task: r.rating for r in conn.execute(sa.select(CANONICAL_TABLES["survey"]))}
     rated = {
         i["id"]: i["fields"]["customfield_10040"]["rating"]
         for i in issues
