@@ -117,3 +117,87 @@ def test_repeated_metric_ids_are_refused(tmp_path: Path) -> None:
     (tmp_path / "metrics.toml").write_text(text)
     with pytest.raises(SpecError, match="repeated: C1"):
         load_catalogue(tmp_path / "metrics.toml")
+
+
+def change(closed: datetime | None, **fields: Any) -> dict[str, Any]:
+    base = {
+        "source": "snow",
+        "state": "closed",
+        "type": "normal",
+        "close_code": "successful",
+        "closed_at": closed,
+    }
+    return base | fields
+
+
+def test_change_metrics_count_changes_not_incidents_with_each_exclusion(
+    catalogue: Catalogue,
+) -> None:
+    rows = [
+        change(at(2)),
+        change(at(3), close_code="successful_issues", type="emergency"),
+        change(at(4), close_code="unsuccessful", type="standard"),
+        change(at(5), type="standard"),
+        change(at(6), state="cancelled", close_code=None, type="emergency"),
+        change(at(7), close_code=None, type=None),  # e.g. a Jira change without an outcome
+        change(None),  # still open
+    ]
+    metrics = catalogue.by_id()
+    i6 = only_all(evaluate(metrics["I6"], rows, [MAY]), "2026-05")
+    assert (i6.numerator, i6.denominator) == (2, 4)  # "with issues" is not a success
+    assert i6.exclusions == {"cancelled": 1, "no outcome": 1}
+    i8 = only_all(evaluate(metrics["I8"], rows, [MAY]), "2026-05")
+    assert (i8.numerator, i8.denominator) == (1, 4)
+    assert i8.exclusions == {"cancelled": 1, "type unknown": 1}
+    l4 = only_all(evaluate(metrics["L4"], rows, [MAY]), "2026-05")
+    assert (l4.numerator, l4.denominator, l4.value) == (2, 4, 50.0)
+
+
+def test_incident_share_metrics(catalogue: Catalogue) -> None:
+    rows = [
+        incident(at(2), priority="P1", reassignment_count=0, problem_id="p1"),
+        incident(at(3), priority="P2", reassignment_count=2),
+        incident(at(4), priority="P3", reassignment_count=0),
+        incident(at(5), priority=None, reassignment_count=None),
+        incident(at(6), state="cancelled", priority="P1", reassignment_count=0),
+    ]
+    metrics = catalogue.by_id()
+    c5 = only_all(evaluate(metrics["C5"], rows, [MAY]), "2026-05")
+    assert (c5.numerator, c5.denominator) == (2, 3)
+    assert c5.exclusions == {"cancelled": 1, "reassignments unknown": 1}
+    c7 = only_all(evaluate(metrics["C7"], rows, [MAY]), "2026-05")
+    assert (c7.numerator, c7.denominator) == (2, 3)
+    assert c7.exclusions == {"cancelled": 1, "priority unmapped": 1}
+    i11 = only_all(evaluate(metrics["I11"], rows, [MAY]), "2026-05")
+    assert (i11.numerator, i11.denominator) == (1, 4)
+
+
+def test_satisfaction_counts_four_and_five_of_five(catalogue: Catalogue) -> None:
+    rows = [
+        {"source": "jsm", "rating": r, "responded_at": at(d)}
+        for d, r in ((2, 5), (3, 4), (4, 3), (5, 1), (6, None))
+    ]
+    c3 = only_all(evaluate(catalogue.by_id()["C3"], rows, [MAY]), "2026-05")
+    assert (c3.numerator, c3.denominator, c3.value) == (2, 4, 50.0)
+    assert c3.exclusions == {"no rating": 1}
+
+
+def test_durations_to_first_response_and_fulfilment(catalogue: Catalogue) -> None:
+    metrics = catalogue.by_id()
+    responded = [
+        incident(at(3), first_response_at=at(2), opened_at=at(2) - timedelta(hours=h))
+        for h in (0.5, 1.0, 4.0)
+    ]
+    i2 = only_all(evaluate(metrics["I2"], responded, [MAY]), "2026-05")
+    assert (i2.value, i2.n) == (1.0, 3)
+    items = [
+        {
+            "source": "snow",
+            "state": "closed_complete",
+            "opened_at": at(d) - timedelta(hours=h),
+            "closed_at": at(d),
+        }
+        for d, h in ((2, 10), (3, 30), (4, 20))
+    ] + [{"source": "snow", "state": "cancelled", "opened_at": at(1), "closed_at": at(5)}]
+    i12 = only_all(evaluate(metrics["I12"], items, [MAY]), "2026-05")
+    assert (i12.value, i12.n, i12.exclusions) == (20.0, 3, {"cancelled": 1})
