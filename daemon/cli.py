@@ -391,6 +391,77 @@ def scorecard_command(
         report.render_scorecard(result, out)
 
 
+@app.command("explain")
+def explain_command(
+    metric: Annotated[str, typer.Argument(help="Metric id from the catalogue, e.g. C1.")],
+    period: Annotated[
+        str | None,
+        typer.Option(help="2026-10, 2026-Q3, 2026-W40, 2026, FIRST..LAST; default last month."),
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="A dimension as stored, e.g. priority=P1 or source=snow."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Records listed on a terminal (JSON lists all).")] = 50,
+    output: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """One value and every record behind it: definition, numerator, denominator, exclusions."""
+    from daemon.explain import explain_metric, explanation_json
+
+    config = _load(sources=False)
+    if metric not in config.catalogue.by_id():
+        err.print(
+            f"unknown metric {metric!r}; the catalogue has {', '.join(config.catalogue.by_id())}"
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    try:
+        chosen = report.resolve_period(config, period)
+    except ValueError as exc:
+        err.print(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
+    explanation = explain_metric(_engine(config), config, metric, chosen, by or "all")
+    data = explanation_json(explanation, config)
+    if output == Format.json:
+        out.print_json(data=data)
+        return
+    out.print(
+        f"{data['metric']} {data['name']} — {data['period']}"
+        + (f" — {data['dimension']}" if data["dimension"] != "all" else ""),
+        style="bold",
+        highlight=False,
+    )
+    out.print(data["definition"].strip(), highlight=False)
+
+    def number(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.2f}".rstrip("0").rstrip(".")
+
+    out.print(
+        f"value {number(data['value'])} {data['unit']}  numerator {number(data['numerator'])}  "
+        f"denominator {number(data['denominator'])}  n {data['n']}  (record: {data['record']}, cohort: "
+        f"{data['cohort']}, mapping {data['mapping_version']})",
+        highlight=False,
+    )
+    for reason, count in sorted(data["exclusions"].items()):
+        out.print(f"excluded by {reason!r}: {count}", highlight=False)
+    table = Table("source", "id", "number", data["cohort"], "part", "detail")
+    for record in data["records"][:limit]:
+        detail = record["reason"] or (
+            f"{record['sample']:.2f}" if record["sample"] is not None else ""
+        )
+        table.add_row(
+            record["source"],
+            record["source_id"],
+            record["number"] or "",
+            record[data["cohort"]][:19],
+            record["part"],
+            detail,
+        )
+    out.print(table)
+    hidden = len(data["records"]) - limit
+    if hidden > 0:
+        out.print(f"... and {hidden} more (use --format json for all)", highlight=False)
+
+
 @app.command("metrics")
 def metrics_command(
     metric: Annotated[

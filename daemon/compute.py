@@ -7,7 +7,7 @@ Metrics that share a record kind and cohort share one query.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
@@ -83,33 +83,43 @@ def compute(
             groups[(metrics[metric_id].record, metrics[metric_id].cohort)].append(metric_id)
     values: list[MetricValue] = []
     for (kind, cohort), ids in groups.items():
-        table = CANONICAL_TABLES[kind]
         columns = sorted({c for i in ids for c in metrics[i].required_fields()})
         lo = min(p.start for i in ids for p in plan[i])
         hi = max(p.end for i in ids for p in plan[i])
-        derived = [c for c in columns if c in KINDS[kind].derived]
-        stored = [c for c in columns if c not in derived]
-        if derived:
-            stored = sorted({*stored, "source", "source_id", "made_sla"})
-        query = select(*(table.c[c] for c in stored)).where(
-            table.c[cohort] >= lo, table.c[cohort] < hi, table.c.deleted_at.is_(None)
-        )
         # One streamed pass feeds every metric of the group: no row list is ever held.
         evaluations = [Evaluation(metrics[i], plan[i]) for i in ids]
-        add_sla = sla_attainment(conn, config, cohort, lo, hi) if derived else None
-        # Statement-level: Connection.execution_options would change the connection itself.
-        result = conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH))
-        rows: Iterable[Mapping[str, Any]] = (
-            cast(Mapping[str, Any], row._mapping) for row in result
-        )
-        if add_sla is not None:
-            rows = map(add_sla, rows)
-        for row in rows:
+        for row in canonical_rows(conn, config, kind, cohort, columns, lo, hi):
             for evaluation in evaluations:
                 evaluation.add(row)
         for evaluation in evaluations:
             values.extend(evaluation.results())
     return values
+
+
+def canonical_rows(
+    conn: Connection,
+    config: Config,
+    kind: str,
+    cohort: str,
+    columns: Sequence[str],
+    lo: datetime,
+    hi: datetime,
+) -> Iterator[Mapping[str, Any]]:
+    """Live rows of ``kind`` whose cohort time is in [lo, hi), streamed, derived fields added."""
+    table = CANONICAL_TABLES[kind]
+    derived = [c for c in columns if c in KINDS[kind].derived]
+    stored = [c for c in columns if c not in derived]
+    if derived:
+        stored = sorted({*stored, "source", "source_id", "made_sla"})
+    query = select(*(table.c[c] for c in stored)).where(
+        table.c[cohort] >= lo, table.c[cohort] < hi, table.c.deleted_at.is_(None)
+    )
+    add_sla = sla_attainment(conn, config, cohort, lo, hi) if derived else None
+    # Statement-level: Connection.execution_options would change the connection itself.
+    result = conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH))
+    for row in result:
+        mapping = cast(Mapping[str, Any], row._mapping)
+        yield add_sla(mapping) if add_sla is not None else mapping
 
 
 def sla_record_sources(config: Config) -> list[str]:

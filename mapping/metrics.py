@@ -47,6 +47,18 @@ class _Bucket:
     excluded: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A record's part in a metric: its periods and dimensions, and why it counts or not."""
+
+    found: tuple[int, ...]
+    periods: tuple[Period, ...]
+    dimensions: tuple[str, ...]
+    reason: str | None  # the exclusion that removed it
+    hit: bool  # ratio: in the numerator
+    sample: float | None  # duration hours / averaged value
+
+
 @dataclass
 class _Group:
     """Rows with identical periods, dimensions and outcome: a count and, if needed, samples."""
@@ -131,14 +143,19 @@ class Evaluation:
         self._sampled = metric.kind in ("duration", "average")
         self._groups: dict[tuple[tuple[int, ...], tuple[str, ...], str | None, bool], _Group] = {}
 
-    def add(self, row: Mapping[str, Any]) -> None:
+    def classify(self, row: Mapping[str, Any]) -> Outcome | None:
+        """What ``row`` contributes, or None when it falls in no requested period or population.
+
+        The one place a record's fate is decided: evaluation and ``explain`` both use it,
+        so the records an explanation lists always reproduce the value.
+        """
         metric = self.metric
         moment = row.get(metric.cohort)
         if moment is None:
-            return
+            return None
         found = self._index.find(moment)
         if not found or not self._population.matches(row):
-            return
+            return None
         reason = next((name for name, rule in self._exclusions if rule.matches(row)), None)
         sample: float | None = None
         if reason is None and metric.kind == "duration":
@@ -147,9 +164,17 @@ class Evaluation:
             value = row.get(metric.value or "")
             sample, reason = (None, f"missing {metric.value}") if value is None else (value, None)
         hit = metric.kind == "ratio" and reason is None and self._numerator.matches(row)
+        periods = tuple(self._index.periods[n] for n in found)
+        return Outcome(tuple(found), periods, self._dimensions.of(row), reason, hit, sample)
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        outcome = self.classify(row)
+        if outcome is None:
+            return
+        found, reason, hit, sample = outcome.found, outcome.reason, outcome.hit, outcome.sample
         # Rows that land in the same periods and dimensions with the same outcome are
         # counted together; buckets are filled once per group, not once per row.
-        key = (tuple(found), self._dimensions.of(row), reason, hit)
+        key = (found, outcome.dimensions, reason, hit)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group()
@@ -206,6 +231,11 @@ def _results(
         bucket = buckets.get((period, dimension), _Bucket())
         out.append(_value(metric, period, dimension, bucket))
     return out
+
+
+def empty_value(metric: MetricSpec, period: Period, dimension: str) -> MetricValue:
+    """The value of a period and dimension no record reached (n = 0)."""
+    return _value(metric, period, dimension, _Bucket())
 
 
 def _value(metric: MetricSpec, period: Period, dimension: str, bucket: _Bucket) -> MetricValue:
