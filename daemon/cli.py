@@ -391,6 +391,45 @@ def scorecard_command(
         report.render_scorecard(result, out)
 
 
+@app.command("check-mapping")
+def check_mapping_command(
+    output: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Source values no value map covers (with counts), groups without a tier, skipped records.
+
+    Exit code 1 when anything is uncovered, so it can gate a mapping change in CI.
+    """
+    from daemon.check_mapping import skipped_reasons, unmapped_values, untiered_groups
+
+    config = _load(sources=False)
+    engine = _engine(config)
+    uncovered = unmapped_values(engine, config) + untiered_groups(engine, config)
+    skipped = skipped_reasons(engine, config)
+    if output == Format.json:
+        out.print_json(
+            data={
+                "unmapped": [u.__dict__ for u in uncovered],
+                "skipped": [{"source": s, "stream": t, "records": n} for s, t, n in skipped],
+            }
+        )
+    else:
+        if not uncovered and not skipped:
+            out.print("every stored source value is covered by the mappings", highlight=False)
+        if uncovered:
+            table = Table("source", "kind", "field", "source value", "records")
+            for u in uncovered:
+                table.add_row(u.source, u.kind, u.field, u.value, str(u.records))
+            out.print(table)
+        for source, stream, count in skipped:
+            out.print(
+                f"{source}/{stream}: the last run skipped {count} record(s); "
+                "see its log line 'stream finished' for the reasons",
+                highlight=False,
+            )
+    if uncovered or skipped:
+        raise typer.Exit(EXIT_SYNC_FAILED)
+
+
 @app.command("explain")
 def explain_command(
     metric: Annotated[str, typer.Argument(help="Metric id from the catalogue, e.g. C1.")],
