@@ -391,6 +391,58 @@ def scorecard_command(
         report.render_scorecard(result, out)
 
 
+@app.command("baseline")
+def baseline_command(
+    months: Annotated[int, typer.Option(min=3, max=60, help="Complete months to learn from.")] = 12,
+    output: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Propose a target and amber band for each scorecard metric from the history synced."""
+    from daemon.baseline import baseline
+    from mapping.baseline import METHOD
+
+    config = _load(sources=False)
+    proposals = baseline(_engine(config), config, store.now(), months)
+    current = {
+        m.metric: m for p in config.scorecard.perspective for o in p.objective for m in o.measure
+    }
+    if output == Format.json:
+        out.print_json(
+            data={
+                "method": METHOD,
+                "months": months,
+                "proposals": [
+                    {
+                        **p.__dict__,
+                        "current_target": current[p.metric].target,
+                        "current_amber": current[p.metric].amber,
+                    }
+                    for p in proposals
+                ],
+            }
+        )
+        return
+    out.print(f"Method: {METHOD}; last {months} complete months.", highlight=False)
+    table = Table("metric", "direction", "months", "median", "proposed target", "amber", "now")
+    for p in proposals:
+
+        def fmt(value: float | None) -> str:
+            return "—" if value is None else f"{value:,.2f}"
+
+        table.add_row(
+            p.metric,
+            p.direction,
+            f"{p.months_used} (+{p.months_skipped} too thin)"
+            if p.months_skipped
+            else str(p.months_used),
+            fmt(p.median),
+            fmt(p.target),
+            fmt(p.amber),
+            f"{current[p.metric].target:g} ± {current[p.metric].amber:g}",
+        )
+    out.print(table)
+    out.print("Copy the targets you accept into scorecard.toml.", highlight=False)
+
+
 @app.command("check-mapping")
 def check_mapping_command(
     output: Annotated[Format, typer.Option("--format")] = Format.table,

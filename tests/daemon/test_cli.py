@@ -151,3 +151,17 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     for word in ("CUSTOMER", "FINANCIAL", "INTERNAL BUSINESS PROCESSES", "LEARNING AND GROWTH"):
         assert word in result.stdout
     assert (tmp_path / "demo" / "itbsc.toml").is_file()
+
+
+def test_baseline_proposes_targets_from_the_synced_history_and_states_its_method(
+    synced: Path,
+) -> None:
+    data = json.loads(run(synced, "baseline", "--months", "12", "--format", "json"))
+    assert "better-quartile" in data["method"]
+    proposals = {p["metric"]: p for p in data["proposals"]}
+    c1 = proposals["C1"]
+    # the generated year ends 2026-06-30: later months have no data and are counted as skipped
+    assert c1["months_used"] + c1["months_skipped"] == 12 and c1["months_used"] >= 3
+    assert c1["target"] >= c1["median"]  # higher is better: the better quartile
+    assert proposals["I1"]["target"] <= proposals["I1"]["median"]  # lower is better
+    assert c1["current_target"] == 95.0
