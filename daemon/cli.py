@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -34,6 +35,13 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+input_app = typer.Typer(
+    help="Manual inputs: budget, spend, training hours, headcount (an append-only register).",
+    no_args_is_help=True,
+)
+app.add_typer(input_app, name="input")
+
+
 # Off a terminal rich would wrap at 80 columns; scorecards read better wider.
 out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -391,6 +399,82 @@ def scorecard_command(
         report.render_scorecard(result, out)
 
 
+def _who(by: str | None) -> str:
+    import getpass
+
+    return by or os.environ.get("ITBSC_USER") or getpass.getuser()
+
+
+@input_app.command("add")
+def input_add(
+    name: Annotated[str, typer.Argument(help="An input declared in the catalogue, e.g. budget.")],
+    period: Annotated[str, typer.Argument(help="2026-05, 2026-Q2 or 2026.")],
+    value: Annotated[float, typer.Argument(help="The figure.")],
+    note: Annotated[str, typer.Option(help="Where the figure comes from.")] = "",
+    by: Annotated[
+        str | None, typer.Option(help="Who enters it (default: $ITBSC_USER, login).")
+    ] = None,
+) -> None:
+    """Register a figure; one already entered for the name and period is superseded, not lost."""
+    from daemon.inputs import InputError, add
+
+    config = _load(sources=False)
+    try:
+        with _engine(config).begin() as conn:
+            entry = add(conn, config, name, period, value, entered_by=_who(by), note=note)
+    except (InputError, ValueError) as exc:
+        err.print(str(exc), highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    out.print(f"registered #{entry}: {name} {period} = {value:g}", highlight=False)
+
+
+@input_app.command("import")
+def input_import(
+    path: Annotated[Path, typer.Argument(help="CSV with columns name, period, value[, note].")],
+    by: Annotated[str | None, typer.Option(help="Who enters them.")] = None,
+) -> None:
+    """Register every row of a CSV, or none of them (a bad line is named with its number)."""
+    from daemon.inputs import InputError, import_csv
+
+    config = _load(sources=False)
+    try:
+        count = import_csv(_engine(config), config, path, entered_by=_who(by))
+    except (InputError, OSError) as exc:
+        err.print(str(exc), highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    out.print(f"registered {count} figure(s) from {path}", highlight=False)
+
+
+@input_app.command("list")
+def input_list(
+    name: Annotated[str | None, typer.Option(help="Only this input.")] = None,
+    output: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """The audit trail: every figure ever entered, who and when, and what superseded it."""
+    from daemon.inputs import entries
+
+    config = _load(sources=False)
+    with _engine(config).connect() as conn:
+        trail = entries(conn, name)
+    if output == Format.json:
+        out.print_json(data={"entries": [e.__dict__ for e in trail]})
+        return
+    table = Table("#", "input", "period", "value", "entered by", "entered at", "note", "status")
+    for e in trail:
+        status = f"superseded by #{e.superseded_by}" if e.superseded_by else "current"
+        table.add_row(
+            str(e.id),
+            e.name,
+            e.period,
+            f"{e.value:g} {e.unit}".strip(),
+            e.entered_by,
+            e.entered_at[:19],
+            e.note,
+            status,
+        )
+    out.print(table)
+
+
 @app.command("baseline")
 def baseline_command(
     months: Annotated[int, typer.Option(min=3, max=60, help="Complete months to learn from.")] = 12,
@@ -510,6 +594,10 @@ def explain_command(
     except ValueError as exc:
         err.print(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
+    spec = config.catalogue.by_id()[metric]
+    if spec.manual:
+        _explain_manual(config, spec, chosen, output)
+        return
     explanation = explain_metric(_engine(config), config, metric, chosen, by or "all")
     data = explanation_json(explanation, config)
     if output == Format.json:
@@ -551,6 +639,53 @@ def explain_command(
     hidden = len(data["records"]) - limit
     if hidden > 0:
         out.print(f"... and {hidden} more (use --format json for all)", highlight=False)
+
+
+def _explain_manual(config: Config, spec: Any, chosen: Any, output: Format) -> None:
+    """A manual metric is explained by the register entries it was computed from."""
+    from daemon.inputs import entries
+    from mapping.periods import periods_between
+
+    engine = _engine(config)
+    labels = {chosen.label} | {
+        p.label for p in periods_between(chosen.start, chosen.end, "month", config.zone)
+    }
+    with engine.connect() as conn:
+        (value,) = compute(conn, config, {spec.id: [chosen]})
+        used = [
+            e.__dict__ for name in spec.inputs for e in entries(conn, name) if e.period in labels
+        ]
+    data = {
+        "metric": spec.id,
+        "name": spec.name,
+        "definition": spec.description,
+        "kind": spec.kind,
+        "manual": True,
+        "period": chosen.label,
+        "value": value.value,
+        "numerator": value.numerator,
+        "denominator": value.denominator,
+        "inputs": used,
+    }
+    if output == Format.json:
+        out.print_json(data=data)
+        return
+    out.print(f"{spec.id} {spec.name} (manual) — {chosen.label}: {value.value}", highlight=False)
+    out.print(spec.description, highlight=False)
+    table = Table("#", "input", "period", "value", "entered by", "entered at", "note", "status")
+    for e in used:
+        status = f"superseded by #{e['superseded_by']}" if e["superseded_by"] else "used"
+        table.add_row(
+            str(e["id"]),
+            e["name"],
+            e["period"],
+            f"{e['value']:g}",
+            e["entered_by"],
+            e["entered_at"][:19],
+            e["note"],
+            status,
+        )
+    out.print(table)
 
 
 @app.command("metrics")
@@ -666,6 +801,14 @@ def demo_command(
         _print_summary(summary, Format.table)
         if not summary.ok:
             raise typer.Exit(EXIT_SYNC_FAILED)
+    from daemon.baseline import last_months
+    from daemon.demo import write_demo_inputs
+    from daemon.inputs import import_csv
+
+    months = [p.label for p in last_months(config, store.now(), 12)]
+    inputs = write_demo_inputs(directory, months, seed)
+    count = import_csv(engine, config, inputs, entered_by="itbsc demo")
+    out.print(f"manual inputs: {count} figures from {inputs} (marked manual)", highlight=False)
     out.print()
     period = report.resolve_period(config, None)
     report.render_scorecard(report.build_scorecard(engine, config, period), out)

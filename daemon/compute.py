@@ -30,7 +30,7 @@ class AffectedDays:
     def __init__(self, config: Config) -> None:
         self._zone = config.zone
         self._cohorts: dict[str, set[str]] = defaultdict(set)
-        for metric in config.catalogue.metric:
+        for metric in config.catalogue.record_metrics():
             self._cohorts[metric.record].add(metric.cohort)
         self.days: set[date] = set()
         self._unsaved: set[date] = set()
@@ -78,10 +78,15 @@ def compute(
     """Evaluate each metric id over its periods, one query per (record kind, cohort) group."""
     metrics = config.catalogue.by_id()
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    manual = [metrics[m] for m, periods in plan.items() if periods and metrics[m].manual]
     for metric_id, periods in plan.items():
-        if periods:
+        if periods and not metrics[metric_id].manual:
             groups[(metrics[metric_id].record, metrics[metric_id].cohort)].append(metric_id)
     values: list[MetricValue] = []
+    if manual:
+        from daemon.inputs import manual_values  # the register is only read when asked for
+
+        values.extend(manual_values(conn, config, manual, {k: list(v) for k, v in plan.items()}))
     for (kind, cohort), ids in groups.items():
         columns = sorted({c for i in ids for c in metrics[i].required_fields()})
         lo = min(p.start for i in ids for p in plan[i])
@@ -203,7 +208,7 @@ def recompute(engine: Engine, config: Config, days: Iterable[date] | None) -> in
         else:
             store.clear_dirty(conn, store.dirty_days(conn))
         plan: dict[str, list[Period]] = {}
-        for metric in config.catalogue.metric:
+        for metric in config.catalogue.record_metrics():
             touched = list(days) if days is not None else _all_days(conn, config, metric)
             plan[metric.id] = _periods_for_days(config, metric, touched)
         values = compute(conn, config, plan)

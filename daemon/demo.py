@@ -91,3 +91,22 @@ def write_demo_config(directory: Path, url: str, jira_url: str | None = None) ->
         text += JIRA_SOURCE.format(url=jira_url, user=DEMO_JIRA_USER, token_env=DEMO_JIRA_TOKEN_ENV)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_demo_inputs(directory: Path, months: list[str], seed: int) -> Path:
+    """A CSV of the manual figures a finance and HR team would supply, for the demo."""
+    import random
+
+    rng = random.Random(seed)
+    lines = ["name,period,value,note"]
+    for month in months:
+        budget = 120000.0
+        lines.append(f"budget,{month},{budget:.0f},demo: approved annual budget / 12")
+        lines.append(
+            f"actual_spend,{month},{budget * rng.uniform(0.93, 1.08):.0f},demo: ledger export"
+        )
+        lines.append(f"training_hours,{month},{rng.randint(24, 60)},demo: LMS report")
+        lines.append(f"agents,{month},{rng.choice((11, 12, 12, 13))},demo: HR headcount (FTE)")
+    path = directory / "inputs.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -18,6 +18,8 @@ def explain_metric(
 ) -> Explanation:
     """Everything ``metric_id`` counted in ``period`` (and ``dimension``), record by record."""
     metric = config.catalogue.by_id()[metric_id]
+    if metric.manual:
+        raise ValueError(f"{metric_id} is read from manual inputs; `itbsc input list` shows them")
     schema = KINDS[metric.record]
     columns = set(metric.required_fields()) | {"source", "source_id"}
     if "number" in schema.fields:

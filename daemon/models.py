@@ -200,3 +200,24 @@ class DirtyDay(Base):
 
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, reporting zone
     marked_at: Mapped[datetime]
+
+
+class ManualInput(Base):
+    """The append-only register of figures entered by hand, with who, when and from where.
+
+    A correction is a new row that names the row it ``supersedes``; nothing is ever
+    updated or deleted, so the trail of every figure stays readable.
+    """
+
+    __tablename__ = "manual_input"
+    __table_args__ = (Index("ix_manual_input_name_period", "name", "period"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(30))  # 2026-05, 2026-Q2, 2026 ...
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(30), default="")
+    entered_by: Mapped[str] = mapped_column(String(200))
+    entered_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+    supersedes: Mapped[int | None] = mapped_column(BigId)

@@ -130,6 +130,7 @@ def scorecard_json(report: ScorecardReport) -> dict[str, Any]:
                             {
                                 "metric": m.metric.id,
                                 "name": m.metric.name,
+                                "manual": m.metric.manual,
                                 "unit": m.metric.unit,
                                 "direction": m.metric.direction,
                                 "value": m.value,
@@ -209,7 +210,7 @@ def render_scorecard(report: ScorecardReport, console: Console) -> None:
                 style = "green" if m.better else ("red" if m.better is False else "")
                 op = "≥" if m.metric.direction == "higher" else "≤"
                 table.add_row(
-                    f"    {m.metric.id} {m.metric.name}",
+                    f"    {m.metric.id} {m.metric.name}" + (" (manual)" if m.metric.manual else ""),
                     _fmt(m.value, m.metric.unit),
                     f"{op} {_fmt(m.spec.target, m.metric.unit)}",
                     _status(m.status),

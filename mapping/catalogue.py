@@ -15,7 +15,12 @@ from mapping.periods import GRAINS, Grain
 from mapping.tomlfile import read_toml, validate
 
 DEFAULT_GRAINS: tuple[Grain, ...] = ("week", "month", "quarter", "year")
-MetricKind = Literal["ratio", "duration", "count", "average"]
+MetricKind = Literal[
+    "ratio", "duration", "count", "average", "input", "input_ratio", "input_change"
+]
+INPUT_KINDS = frozenset({"input", "input_ratio", "input_change"})
+"""Kinds read from the manual input register, not from records: the value of one input
+(``input``), a / b (``input_ratio``, times ``scale``) or (a - b) / b x 100 (``input_change``)."""
 Statistic = Literal["median", "mean", "p90"]
 
 
@@ -40,7 +45,9 @@ class MetricSpec(_Strict):
     kind: MetricKind
     unit: str = ""
     direction: Literal["higher", "lower"]
-    cohort: str
+    cohort: str = ""
+    inputs: list[str] = Field(default_factory=list)  # input kinds: the register names used
+    scale: float = 1.0  # input_ratio: multiply a / b by this
     where: dict[str, Any] = Field(default_factory=dict)
     exclude: list[Exclusion] = Field(default_factory=list)
     numerator: dict[str, Any] | None = None  # ratio: the share of the population that counts
@@ -58,7 +65,19 @@ class MetricSpec(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    @property
+    def manual(self) -> bool:
+        """Read from manual inputs (budget, training hours ...), not computed from records."""
+        return self.kind in INPUT_KINDS
+
     def _problems(self) -> list[str]:
+        if self.manual:
+            wanted = 1 if self.kind == "input" else 2
+            if len(self.inputs) != wanted:
+                return [f"inputs: a {self.kind} metric names {wanted} input(s)"]
+            return []
+        if not self.cohort:
+            return ["cohort: a metric over records needs the timestamp that places them"]
         schema = KINDS.get(self.record)
         if schema is None:
             return [f"record: unknown kind {self.record!r} (known: {', '.join(KINDS)})"]
@@ -124,10 +143,21 @@ class MetricSpec(_Strict):
         return sorted(names)
 
 
+class InputSpec(_Strict):
+    """A figure tickets cannot tell (budget, spend, training hours, headcount), entered by hand."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    unit: str = ""
+    aggregate: Literal["sum", "mean"] = "sum"
+    """How months combine into a quarter or a year: spend and hours add up, headcount averages."""
+
+
 class Catalogue(_Strict):
     """The metric catalogue file: defaults plus ``[[metric]]`` entries with unique ids."""
 
     grains: list[Grain] = Field(default_factory=lambda: list(DEFAULT_GRAINS))
+    input: list[InputSpec] = Field(default_factory=list)
     metric: list[MetricSpec]
 
     @model_validator(mode="after")
@@ -136,7 +166,21 @@ class Catalogue(_Strict):
         dupes = sorted(i for i, n in counts.items() if n > 1)
         if dupes:
             raise ValueError(f"metric ids must be unique; repeated: {', '.join(dupes)}")
+        known = {i.name for i in self.input}
+        for metric in self.metric:
+            missing = [name for name in metric.inputs if name not in known]
+            if missing:
+                raise ValueError(
+                    f"metric {metric.id}: inputs {', '.join(missing)} are not declared as [[input]]"
+                )
         return self
+
+    def inputs_by_name(self) -> dict[str, InputSpec]:
+        return {i.name: i for i in self.input}
+
+    def record_metrics(self) -> list[MetricSpec]:
+        """The metrics computed from records (stored per period); manual ones are read live."""
+        return [m for m in self.metric if not m.manual]
 
     def by_id(self) -> dict[str, MetricSpec]:
         return {m.id: m for m in self.metric}

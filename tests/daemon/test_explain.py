@@ -41,7 +41,7 @@ def test_every_metric_is_reproduced_by_the_records_it_lists(
     config, engine = synced
     period = parse_period("2026-05", config.zone)
     explained = 0
-    for metric in config.catalogue.metric:
+    for metric in config.catalogue.record_metrics():  # manual ones list register entries
         with engine.connect() as conn:
             values = compute(conn, config, {metric.id: [period]})
         dimensions = {v.dimension: v for v in values}
