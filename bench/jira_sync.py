@@ -20,11 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import requests
-import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 
+from bench.lower_bound import bulk_upsert_seconds
 from bench.servicenow_sync import peak_rss_mb
 
 ISSUES = int(os.environ.get("ITBSC_BENCH_JIRA_ISSUES", "50000"))
@@ -93,37 +91,7 @@ def lower_bound(url: str, fields: list[str], workdir: Path) -> tuple[float, floa
         if not token:
             break
     fetch_s = time.perf_counter() - started
-    engine = sa.create_engine(f"sqlite:///{workdir / 'lower_bound.db'}")
-    meta = sa.MetaData()
-    table = sa.Table(
-        "raw",
-        meta,
-        sa.Column("source_id", sa.String(200), primary_key=True),
-        sa.Column("source_updated_at", sa.String(40)),
-        sa.Column("payload", sa.Text),
-    )
-    meta.create_all(engine)
-    rows = [
-        {
-            "source_id": i["id"],
-            "source_updated_at": i["fields"]["updated"],
-            "payload": orjson.dumps(i).decode(),
-        }
-        for i in issues
-    ]
-    started = time.perf_counter()
-    stmt = sqlite.insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["source_id"],
-        set_={
-            "source_updated_at": stmt.excluded.source_updated_at,
-            "payload": stmt.excluded.payload,
-        },
-    )
-    with engine.begin() as conn:
-        conn.execute(stmt, rows)
-    write_s = time.perf_counter() - started
-    engine.dispose()
+    write_s = bulk_upsert_seconds(workdir, [(i["id"], i["fields"]["updated"], i) for i in issues])
     return fetch_s, write_s, len(issues)
 
 

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import requests
-import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
+
+from bench.lower_bound import bulk_upsert_seconds
 
 RECORDS = int(os.environ.get("ITBSC_BENCH_RECORDS", "100000"))
 PAGE = 1000
@@ -113,37 +112,7 @@ def lower_bound(url: str, fields: list[str], workdir: Path) -> tuple[float, floa
         query = f"sys_updated_on={t}^sys_id>{i}^NQsys_updated_on>{t}^{ORDER}"
     fetch_s = time.perf_counter() - started
 
-    engine = sa.create_engine(f"sqlite:///{workdir / 'lower_bound.db'}")
-    meta = sa.MetaData()
-    table = sa.Table(
-        "raw",
-        meta,
-        sa.Column("source_id", sa.String(200), primary_key=True),
-        sa.Column("source_updated_at", sa.String(30)),
-        sa.Column("payload", sa.Text),
-    )
-    meta.create_all(engine)
-    rows_out = [
-        {
-            "source_id": r["sys_id"],
-            "source_updated_at": r["sys_updated_on"],
-            "payload": orjson.dumps(r).decode(),
-        }
-        for r in records
-    ]
-    started = time.perf_counter()
-    stmt = sqlite.insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["source_id"],
-        set_={
-            "source_updated_at": stmt.excluded.source_updated_at,
-            "payload": stmt.excluded.payload,
-        },
-    )
-    with engine.begin() as conn:
-        conn.execute(stmt, rows_out)
-    write_s = time.perf_counter() - started
-    engine.dispose()
+    write_s = bulk_upsert_seconds(workdir, [(r["sys_id"], r["sys_updated_on"], r) for r in records])
     return fetch_s, write_s, len(records)
 
 

@@ -149,13 +149,7 @@ def resync_command(
 ) -> None:
     """Sync sources now (the same code path the scheduler runs)."""
     config = _load()
-    names = sources or list(config.settings.sources)
-    unknown = [n for n in names if n not in config.settings.sources]
-    if unknown:
-        err.print(
-            f"unknown source(s): {', '.join(unknown)}; configured: {', '.join(config.settings.sources)}"
-        )
-        raise typer.Exit(EXIT_CONFIG)
+    names = _source_names(config, sources)
     if full and since:
         err.print("--full and --since exclude each other")
         raise typer.Exit(EXIT_CONFIG)
@@ -184,13 +178,7 @@ def census_command(
 ) -> None:
     """Find records deleted (or hidden) at the source and mark them; fetch any the store lacks."""
     config = _load()
-    names = sources or list(config.settings.sources)
-    unknown = [n for n in names if n not in config.settings.sources]
-    if unknown:
-        err.print(
-            f"unknown source(s): {', '.join(unknown)}; configured: {', '.join(config.settings.sources)}"
-        )
-        raise typer.Exit(EXIT_CONFIG)
+    names = _source_names(config, sources)
     results = census(_engine(config), config, sources=names, stream=stream, force=force)
     rows = [
         {
@@ -221,6 +209,18 @@ def census_command(
                 err.print(f"  {row['error']}", highlight=False)
     if any(r.outcome != "succeeded" for r in results):
         raise typer.Exit(EXIT_SYNC_FAILED)
+
+
+def _source_names(config: Config, sources: list[str] | None) -> list[str]:
+    """The named sources (default all); an unknown name is a usage error (exit 2)."""
+    names = sources or list(config.settings.sources)
+    unknown = [n for n in names if n not in config.settings.sources]
+    if unknown:
+        err.print(
+            f"unknown source(s): {', '.join(unknown)}; configured: {', '.join(config.settings.sources)}"
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    return names
 
 
 def _parse_since(text: str) -> datetime:
