@@ -397,6 +397,7 @@ def scorecard_command(
         out.print_json(data=report.scorecard_json(result))
     else:
         report.render_scorecard(result, out)
+        report.render_strategy(result, out)
 
 
 def _who(by: str | None) -> str:
@@ -811,7 +812,9 @@ def demo_command(
     out.print(f"manual inputs: {count} figures from {inputs} (marked manual)", highlight=False)
     out.print()
     period = report.resolve_period(config, None)
-    report.render_scorecard(report.build_scorecard(engine, config, period), out)
+    card = report.build_scorecard(engine, config, period)
+    report.render_scorecard(card, out)
+    report.render_strategy(card, out)
     out.print()
     report.render_source_breakdown(report.source_breakdown(engine, config, period), out)
     out.print(

@@ -126,6 +126,16 @@ def scorecard_json(report: ScorecardReport) -> dict[str, Any]:
                         "id": o.spec.id,
                         "name": o.spec.name,
                         "score": o.score,
+                        "status": objective_status(o),
+                        "initiatives": [
+                            {
+                                "name": i.name,
+                                "owner": i.owner,
+                                "due": i.due.isoformat(),
+                                "status": i.status,
+                            }
+                            for i in o.spec.initiative
+                        ],
                         "measures": [
                             {
                                 "metric": m.metric.id,
@@ -151,6 +161,7 @@ def scorecard_json(report: ScorecardReport) -> dict[str, Any]:
             }
             for p in r.perspectives
         ],
+        "links": [{"cause": link.cause, "effect": link.effect} for link in r.spec.link],
         "freshness": [
             {
                 "source": f.source,
@@ -162,6 +173,48 @@ def scorecard_json(report: ScorecardReport) -> dict[str, Any]:
             for f in report.freshness
         ],
     }
+
+
+def objective_status(objective: Any) -> str:
+    """The worst status of an objective's measures with data (grey when none has data)."""
+    order = ["red", "amber", "green"]
+    found = [m.status for m in objective.measures if m.status in order]
+    return min(found, key=order.index) if found else "grey"
+
+
+def render_strategy(report: ScorecardReport, console: Console) -> None:
+    """Initiatives per objective and the cause -> effect links, with the objectives' status."""
+    r = report.result
+    by_id = {o.spec.id: o for p in r.perspectives for o in p.objectives}
+    initiatives = [(o, i) for o in by_id.values() for i in o.spec.initiative]
+    if initiatives:
+        table = Table(
+            "objective",
+            "initiative",
+            "owner",
+            "due",
+            "status",
+            title="Initiatives",
+            title_justify="left",
+        )
+        for objective, initiative in initiatives:
+            table.add_row(
+                objective.spec.name,
+                initiative.name,
+                initiative.owner,
+                initiative.due.isoformat(),
+                initiative.status.replace("_", " "),
+            )
+        console.print(table)
+    if r.spec.link:
+        console.print(Text("Cause → effect", style="bold"))
+        for link in r.spec.link:
+            cause, effect = by_id[link.cause], by_id[link.effect]
+            console.print(
+                f"  {cause.spec.name} [{objective_status(cause).upper()}] → "
+                f"{effect.spec.name} [{objective_status(effect).upper()}]",
+                highlight=False,
+            )
 
 
 def render_scorecard(report: ScorecardReport, console: Console) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -37,11 +38,28 @@ class MeasureSpec(_Strict):
     min_n: int = Field(default=1, ge=1, description="fewer records than this -> Grey")
 
 
+class InitiativeSpec(_Strict):
+    """What is being done to move an objective: who owns it, by when, how it is going."""
+
+    name: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    due: date
+    status: Literal["planned", "on_track", "at_risk", "late", "done"] = "planned"
+
+
 class ObjectiveSpec(_Strict):
     id: str
     name: str
     weight: float = Field(default=1.0, gt=0)
     measure: list[MeasureSpec] = Field(default_factory=list)
+    initiative: list[InitiativeSpec] = Field(default_factory=list)
+
+
+class LinkSpec(_Strict):
+    """A cause -> effect hypothesis between objectives (the strategy map's arrows)."""
+
+    cause: str
+    effect: str
 
 
 class PerspectiveSpec(_Strict):
@@ -55,6 +73,7 @@ class PerspectiveSpec(_Strict):
 class ScorecardSpec(_Strict):
     title: str = "IT Balanced Scorecard"
     perspective: list[PerspectiveSpec]
+    link: list[LinkSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _all_four_once(self) -> ScorecardSpec:
@@ -67,6 +86,16 @@ class ScorecardSpec(_Strict):
                 + (f"; missing: {', '.join(missing)}" if missing else "")
                 + (f"; repeated: {', '.join(repeated)}" if repeated else "")
             )
+        objectives = [o.id for p in self.perspective for o in p.objective]
+        twice = sorted({o for o in objectives if objectives.count(o) > 1})
+        if twice:
+            raise ValueError(f"objective ids must be unique; repeated: {', '.join(twice)}")
+        for i, link in enumerate(self.link):
+            unknown = [x for x in (link.cause, link.effect) if x not in objectives]
+            if unknown:
+                raise ValueError(f"link[{i}]: unknown objective(s) {', '.join(unknown)}")
+            if link.cause == link.effect:
+                raise ValueError(f"link[{i}]: an objective cannot cause itself")
         return self
 
     def metric_ids(self) -> list[str]:

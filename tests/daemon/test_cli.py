@@ -87,6 +87,10 @@ def test_scorecard_json_has_four_perspectives_and_no_invented_values(synced: Pat
     )
     # Only incidents are synced: no SLA cycles, and made_sla says nothing about response.
     assert measures["C2"]["value"] is None and measures["C2"]["status"] == "grey"
+    objectives = {o["id"]: o for p in card["perspectives"] for o in p["objectives"]}
+    assert objectives["fix-it-first-time"]["initiatives"][0]["owner"] == "Service Desk lead"
+    assert {"cause": "fix-it-first-time", "effect": "satisfied-users"} in card["links"]
+    assert objectives["fix-it-first-time"]["status"] in {"green", "amber", "red"}
     financial = card["perspectives"][1]
     assert financial["score"] is None
     assert card["previous_period"] == "2026-04"

@@ -77,3 +77,33 @@ def test_scorecard_needs_all_four_perspectives(tmp_path: Path, catalogue: Catalo
     (tmp_path / "s.toml").write_text('[[perspective]]\nid = "customer"\nname = "Customer"\n')
     with pytest.raises(SpecError, match="missing: financial, internal, learning"):
         load_scorecard(tmp_path / "s.toml", catalogue)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        (
+            'cause = "develop-people"',
+            'cause = "no-such-objective"',
+            "unknown objective(s) no-such-objective",
+        ),
+        ('cause = "develop-people"', 'cause = "fix-it-first-time"', "cannot cause itself"),
+        ('status = "on_track"', 'status = "green"', "status"),
+        ("due = 2027-03-31", 'due = "soon"', "due"),
+    ],
+)
+def test_links_and_initiatives_are_checked(
+    tmp_path: Path, catalogue: Catalogue, old: str, new: str, words: str
+) -> None:
+    text = (config_dir() / "scorecard.toml").read_text()
+    assert old in text
+    (tmp_path / "scorecard.toml").write_text(text.replace(old, new, 1))
+    with pytest.raises(SpecError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        load_scorecard(tmp_path / "scorecard.toml", catalogue)
+
+
+def test_shipped_scorecard_carries_initiatives_and_links(catalogue: Catalogue) -> None:
+    spec = load_scorecard(config_dir() / "scorecard.toml", catalogue)
+    initiatives = [i for p in spec.perspective for o in p.objective for i in o.initiative]
+    assert initiatives and all(i.owner and i.due for i in initiatives)
+    assert ("fix-it-first-time", "satisfied-users") in {(x.cause, x.effect) for x in spec.link}
