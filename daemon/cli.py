@@ -599,7 +599,11 @@ def explain_command(
     if spec.manual:
         _explain_manual(config, spec, chosen, output)
         return
-    explanation = explain_metric(_engine(config), config, metric, chosen, by or "all")
+    try:
+        explanation = explain_metric(_engine(config), config, metric, chosen, by or "all")
+    except ValueError as exc:
+        err.print(str(exc), highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
     data = explanation_json(explanation, config)
     if output == Format.json:
         out.print_json(data=data)

@@ -20,6 +20,7 @@ from mapping.catalogue import MetricSpec
 from mapping.metrics import Evaluation, MetricValue
 from mapping.model import KINDS
 from mapping.periods import Period, periods_between
+from mapping.stock import evaluate_interval
 
 ROWS_PER_FETCH = 5000  # streamed from the database in batches (server-side cursor on PostgreSQL)
 
@@ -80,9 +81,13 @@ def compute(
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     manual = [metrics[m] for m, periods in plan.items() if periods and metrics[m].manual]
     for metric_id, periods in plan.items():
-        if periods and not metrics[metric_id].manual:
+        if periods and not metrics[metric_id].live:
             groups[(metrics[metric_id].record, metrics[metric_id].cohort)].append(metric_id)
     values: list[MetricValue] = []
+    for metric_id, periods in plan.items():
+        metric = metrics[metric_id]
+        if periods and metric.live and not metric.manual:
+            values.extend(evaluate_interval(metric, interval_rows(conn, metric, periods), periods))
     if manual:
         from daemon.inputs import manual_values  # the register is only read when asked for
 
@@ -125,6 +130,28 @@ def canonical_rows(
     for row in result:
         mapping = cast(Mapping[str, Any], row._mapping)
         yield add_sla(mapping) if add_sla is not None else mapping
+
+
+def interval_rows(
+    conn: Connection, metric: MetricSpec, periods: Sequence[Period]
+) -> Iterator[Mapping[str, Any]]:
+    """Rows a stock or flow metric can need for ``periods``: nothing that ended before them."""
+    table = CANONICAL_TABLES[metric.record]
+    lo, hi = min(p.start for p in periods), max(p.end for p in periods)
+    start = table.c[metric.start or ""]
+    live = table.c.deleted_at.is_(None)
+    if metric.kind == "flow_ratio":
+        end = table.c[metric.end or ""]
+        window = or_(and_(start >= lo, start < hi), and_(end >= lo, end < hi))
+    else:
+        first_end = min(p.end for p in periods)
+        ends = [table.c[c] for c in metric.closed_by]
+        window = and_(
+            start < hi, or_(and_(*(e.is_(None) for e in ends)), *(e >= first_end for e in ends))
+        )
+    query = select(*(table.c[c] for c in metric.required_fields())).where(live, window)
+    for row in conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH)):
+        yield cast(Mapping[str, Any], row._mapping)
 
 
 def sla_record_sources(config: Config) -> list[str]:

@@ -20,6 +20,10 @@ def explain_metric(
     metric = config.catalogue.by_id()[metric_id]
     if metric.manual:
         raise ValueError(f"{metric_id} is read from manual inputs; `itbsc input list` shows them")
+    if metric.live:
+        raise ValueError(
+            f"{metric_id} is a {metric.kind} metric; listing its records is not supported yet"
+        )
     schema = KINDS[metric.record]
     columns = set(metric.required_fields()) | {"source", "source_id"}
     if "number" in schema.fields:

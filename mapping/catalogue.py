@@ -16,11 +16,25 @@ from mapping.tomlfile import read_toml, validate
 
 DEFAULT_GRAINS: tuple[Grain, ...] = ("week", "month", "quarter", "year")
 MetricKind = Literal[
-    "ratio", "duration", "count", "average", "input", "input_ratio", "input_change"
+    "ratio",
+    "duration",
+    "count",
+    "average",
+    "input",
+    "input_ratio",
+    "input_change",
+    "stock",
+    "stock_ratio",
+    "flow_ratio",
 ]
 INPUT_KINDS = frozenset({"input", "input_ratio", "input_change"})
 """Kinds read from the manual input register, not from records: the value of one input
 (``input``), a / b (``input_ratio``, times ``scale``) or (a - b) / b x 100 (``input_change``)."""
+STOCK_KINDS = frozenset({"stock", "stock_ratio", "flow_ratio"})
+"""Kinds over intervals rather than one timestamp: records open at the period's end (``stock``),
+the share of those older than ``age_days`` (``stock_ratio``), records started / records ended
+in the period (``flow_ratio``). Computed when read, since a record's change moves every later
+period's stock."""
 Statistic = Literal["median", "mean", "p90"]
 
 
@@ -48,6 +62,8 @@ class MetricSpec(_Strict):
     cohort: str = ""
     inputs: list[str] = Field(default_factory=list)  # input kinds: the register names used
     scale: float = 1.0  # input_ratio: multiply a / b by this
+    closed_by: list[str] = Field(default_factory=list)  # stock: the record leaves at the first
+    age_days: float | None = None  # stock_ratio: "aged" when open longer than this at period end
     where: dict[str, Any] = Field(default_factory=dict)
     exclude: list[Exclusion] = Field(default_factory=list)
     numerator: dict[str, Any] | None = None  # ratio: the share of the population that counts
@@ -70,12 +86,19 @@ class MetricSpec(_Strict):
         """Read from manual inputs (budget, training hours ...), not computed from records."""
         return self.kind in INPUT_KINDS
 
+    @property
+    def live(self) -> bool:
+        """Computed when read, never stored per period (manual inputs, stocks and flows)."""
+        return self.kind in INPUT_KINDS or self.kind in STOCK_KINDS
+
     def _problems(self) -> list[str]:
         if self.manual:
             wanted = 1 if self.kind == "input" else 2
             if len(self.inputs) != wanted:
                 return [f"inputs: a {self.kind} metric names {wanted} input(s)"]
             return []
+        if self.kind in STOCK_KINDS:
+            return self._interval_problems()
         if not self.cohort:
             return ["cohort: a metric over records needs the timestamp that places them"]
         schema = KINDS.get(self.record)
@@ -116,6 +139,24 @@ class MetricSpec(_Strict):
             problems.append(f"grains: use {', '.join(GRAINS)}")
         return problems
 
+    def _interval_problems(self) -> list[str]:
+        schema = KINDS.get(self.record)
+        if schema is None:
+            return [f"record: unknown kind {self.record!r} (known: {', '.join(KINDS)})"]
+        problems = []
+        kind = self.kind
+        ends = self.closed_by if kind != "flow_ratio" else [self.end or ""]
+        for key, name in [("start", self.start or ""), *(("closed_by/end", n) for n in ends)]:
+            if not name or schema.type_of(name) != "datetime":
+                problems.append(f"{key}: {name!r} is not a {self.record} date-time field")
+        if kind == "stock_ratio" and not self.age_days:
+            problems.append("age_days: a stock_ratio needs the age that makes a record 'aged'")
+        for key, spec in self._filters().items():
+            for field in spec or {}:
+                if schema.type_of(field) is None:
+                    problems.append(f"{key}.{field}: {field!r} is not a {self.record} field")
+        return problems
+
     def _filters(self) -> dict[str, dict[str, Any] | None]:
         filters: dict[str, dict[str, Any] | None] = {
             "where": self.where,
@@ -139,7 +180,8 @@ class MetricSpec(_Strict):
         names = {self.cohort, *self.breakdowns, "source"}
         for spec in self._filters().values():
             names.update(spec or {})
-        names.update(n for n in (self.start, self.end, self.value) if n)
+        names.update(n for n in (self.start, self.end, self.value, *self.closed_by) if n)
+        names.discard("")
         return sorted(names)
 
 
@@ -179,8 +221,8 @@ class Catalogue(_Strict):
         return {i.name: i for i in self.input}
 
     def record_metrics(self) -> list[MetricSpec]:
-        """The metrics computed from records (stored per period); manual ones are read live."""
-        return [m for m in self.metric if not m.manual]
+        """The metrics stored per period; manual inputs, stocks and flows are computed when read."""
+        return [m for m in self.metric if not m.live]
 
     def by_id(self) -> dict[str, MetricSpec]:
         return {m.id: m for m in self.metric}

@@ -185,3 +185,38 @@ def test_periods_a_sync_touched_survive_a_crash_before_the_recompute(
     assert stored["C1"]["value"] == pytest.approx(sla_pct)
     with engine.connect() as conn:
         assert not store.dirty_days(conn)
+
+
+def test_backlog_at_a_period_end_matches_the_source(
+    snow: RunningSandbox, setup: tuple[Config, sa.Engine]
+) -> None:
+    from daemon.compute import compute
+
+    config, engine = setup
+    assert resync(engine, config).ok
+    may = parse_period("2026-05", config.zone)
+
+    def ts(text: str) -> datetime | None:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC) if text else None
+
+    open_at_end = aged = 0
+    for r in snow.instance.records("incident"):
+        opened, ended = (
+            ts(r["opened_at"]),
+            [t for t in (ts(r["resolved_at"]), ts(r["closed_at"])) if t],
+        )
+        if r["state"] == "8" or opened is None or opened >= may.end:
+            continue
+        if ended and min(ended) < may.end:
+            continue
+        open_at_end += 1
+        aged += (may.end - opened).total_seconds() > 30 * 86400
+    with engine.connect() as conn:
+        values = {
+            v.metric: v
+            for v in compute(conn, config, {"I4B": [may], "I4": [may]})
+            if v.dimension == "all"
+        }
+    assert open_at_end > 0
+    assert values["I4B"].value == open_at_end
+    assert (values["I4"].numerator, values["I4"].denominator) == (aged, open_at_end)
