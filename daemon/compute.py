@@ -246,8 +246,9 @@ def recompute(engine: Engine, config: Config, days: Iterable[date] | None) -> in
 
 
 def mapping_version(config: Config) -> str:
-    """Which mapping versions produced the canonical records (stamped on every value)."""
-    return ",".join(sorted({m.version for m in config.mappings.values()})) or "none"
+    """The catalogue version and the mapping versions a value was computed with (stamped on it)."""
+    mappings = ",".join(sorted({m.version for m in config.mappings.values()})) or "none"
+    return f"{config.catalogue.version};{mappings}"
 
 
 def _row(value: MetricValue, version: str) -> dict[str, Any]:

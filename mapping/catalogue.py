@@ -198,6 +198,7 @@ class InputSpec(_Strict):
 class Catalogue(_Strict):
     """The metric catalogue file: defaults plus ``[[metric]]`` entries with unique ids."""
 
+    version: str = "unversioned"
     grains: list[Grain] = Field(default_factory=lambda: list(DEFAULT_GRAINS))
     input: list[InputSpec] = Field(default_factory=list)
     metric: list[MetricSpec]
