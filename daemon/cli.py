@@ -270,12 +270,35 @@ def _print_summary(summary: SyncSummary, output: Format) -> None:
 
 
 @app.command("recompute")
-def recompute_command() -> None:
-    """Re-apply the current mappings to stored raw records and restate every metric (no refetch)."""
+def recompute_command(
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="Restate only periods from this day (YYYY-MM-DD).")
+    ] = None,
+    date_to: Annotated[
+        str | None, typer.Option("--to", help="... up to this day, inclusive.")
+    ] = None,
+) -> None:
+    """Re-apply the current mappings to stored raw records and restate metrics (no refetch)."""
+    from datetime import timedelta
+
     from daemon.remap import remap
 
-    config = _load()
-    mapped, skipped, values = remap(_engine(config), config)
+    config = _load(sources=False)
+    days = None
+    if date_from or date_to:
+        if not (date_from and date_to):
+            err.print("give --from and --to together")
+            raise typer.Exit(EXIT_CONFIG)
+        try:
+            first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
+        except ValueError:
+            err.print(f"--from/--to must be YYYY-MM-DD (got {date_from!r}, {date_to!r})")
+            raise typer.Exit(EXIT_CONFIG) from None
+        if last < first:
+            err.print("--to is before --from")
+            raise typer.Exit(EXIT_CONFIG)
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    mapped, skipped, values = remap(_engine(config), config, days)
     out.print(
         f"re-mapped {mapped} record(s), skipped {sum(skipped.values())}; metric values: {values}",
         highlight=False,

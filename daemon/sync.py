@@ -110,8 +110,17 @@ def resync(
 class StreamWriter:
     """Writes one stream's pages into the raw store and every canonical kind mapped from it."""
 
-    def __init__(self, config: Config, source: str, stream: str, affected: AffectedDays) -> None:
+    def __init__(
+        self,
+        config: Config,
+        source: str,
+        stream: str,
+        affected: AffectedDays,
+        *,
+        mark_dirty: bool = True,
+    ) -> None:
         self.mapper = StreamMapper(config.mappings[source], stream, source)
+        self.mark_dirty = mark_dirty  # False for `itbsc recompute`, which restates what it chooses
         assert self.mapper.targets, "load_config checked that every stream is mapped"
         self.kinds = self.mapper.kinds
         self.fields = self.mapper.source_fields()
@@ -161,7 +170,8 @@ class StreamWriter:
             self.affected.add_rows(
                 "incident", store.existing_values(conn, incidents, self.source, tasks, columns)
             )
-        self.affected.save(conn)
+        if self.mark_dirty:
+            self.affected.save(conn)
         return mapped.count() if self.mapper.primary else len(mapped.rows[self.kinds[0]])
 
     def mark_deleted(self, conn: Connection, ids: list[str], stamp: datetime) -> None:

@@ -169,3 +169,29 @@ def test_baseline_proposes_targets_from_the_synced_history_and_states_its_method
     assert c1["target"] >= c1["median"]  # higher is better: the better quartile
     assert proposals["I1"]["target"] <= proposals["I1"]["median"]  # lower is better
     assert c1["current_target"] == 95.0
+
+
+def test_recompute_restates_only_the_range_asked_for(synced: Path) -> None:
+    def month(label: str) -> dict[str, object]:
+        rows = json.loads(run(synced, "metrics", "--metric", "I1", "--grain", "month"))
+        (row,) = [r for r in rows if r["period"] == label and r["dimension"] == "all"]
+        return row
+
+    before_may, before_march = month("2026-05"), month("2026-03")
+    assert before_may["exclusions"].get("duplicate") and before_march["exclusions"].get("duplicate")
+    mapping = synced.parent / "mappings" / "servicenow.toml"
+    mapping.write_text(
+        mapping.read_text().replace('"Duplicate" = "duplicate"', '"Duplicate" = "solved"')
+    )
+    run(synced, "recompute", "--from", "2026-05-01", "--to", "2026-05-31")
+    after_may, after_march = month("2026-05"), month("2026-03")
+    assert "duplicate" not in after_may["exclusions"]  # restated under the new map
+    assert after_may["n"] > before_may["n"]
+    assert after_march == before_march  # outside the range: untouched, with its old stamp
+    with sa.create_engine(f"sqlite:///{synced.parent / 'itbsc.db'}").connect() as conn:
+        pending = conn.execute(sa.text("select count(*) from metric_dirty_day")).scalar_one()
+    assert pending == 0  # nothing outside the range was queued for a later sync to restate
+    refused = CliRunner().invoke(
+        app, ["--config", str(synced), "recompute", "--from", "2026-05-01"], env=ENV
+    )
+    assert refused.exit_code == 2
