@@ -228,14 +228,23 @@ class JiraSource(Source):
             issues = self._first_page(query, wanted, len(chunk), expand="changelog")
             yield Page(records=[self._to_raw(i, roles, categories) for i in issues], cursor=None)
 
-    def _first_page(
-        self, query: str, fields: list[str], limit: int, expand: str | None = None
-    ) -> list[dict[str, Any]]:
+    def _search(
+        self,
+        query: str,
+        fields: list[str],
+        limit: int,
+        *,
+        expand: str | None = "changelog",
+        token: str | None = None,
+        start: int = 0,
+    ) -> dict[str, Any]:
+        """One search page: Cloud's search/jql (token) or Data Center's search (offset)."""
         if self.is_cloud:
             reply = self._call(
                 "search/jql",
                 self.client.enhanced_search_issues,
                 query,
+                nextPageToken=token,
                 maxResults=limit,
                 fields=list(fields),
                 expand=expand,
@@ -246,31 +255,28 @@ class JiraSource(Source):
                 "search",
                 self.client.search_issues,
                 query,
-                startAt=0,
+                startAt=start,
                 maxResults=limit,
                 fields=list(fields),
                 expand=expand,
                 json_result=True,
             )
-        return _issues_of(reply, self._where("search"))
+        _issues_of(reply, self._where("search"))  # the shape is checked once, here
+        return dict(reply)
+
+    def _first_page(
+        self, query: str, fields: list[str], limit: int, expand: str | None = None
+    ) -> list[dict[str, Any]]:
+        issues: list[dict[str, Any]] = self._search(query, fields, limit, expand=expand)["issues"]
+        return issues
 
     def _cloud_pages(
         self, query: str, fields: list[str]
     ) -> Iterator[tuple[list[dict[str, Any]], int | None]]:
         token: str | None = None
         while True:
-            reply = self._call(
-                "search/jql",
-                self.client.enhanced_search_issues,
-                query,
-                nextPageToken=token,
-                maxResults=self.params.page_size,
-                fields=list(fields),
-                expand="changelog",
-                json_result=True,
-            )
-            issues = _issues_of(reply, self._where("search/jql"))
-            yield issues, None
+            reply = self._search(query, fields, self.params.page_size, token=token)
+            yield reply["issues"], None
             token = reply.get("nextPageToken")
             if not token or reply.get("isLast") is True:
                 return
@@ -280,17 +286,8 @@ class JiraSource(Source):
     ) -> Iterator[tuple[list[dict[str, Any]], int | None]]:
         start = 0
         while True:
-            reply = self._call(
-                "search",
-                self.client.search_issues,
-                query,
-                startAt=start,
-                maxResults=self.params.page_size,
-                fields=list(fields),
-                expand="changelog",
-                json_result=True,
-            )
-            issues = _issues_of(reply, self._where("search"))
+            reply = self._search(query, fields, self.params.page_size, start=start)
+            issues = reply["issues"]
             total = int(reply.get("total") or 0)
             yield issues, max(total - start, 0)
             start += len(issues)  # the server may cap maxResults: advance by what came back
@@ -399,8 +396,6 @@ class JiraSource(Source):
             raise TransientSourceError(f"{where}: cannot connect ({type(exc).__name__})") from None
         except ValueError:
             raise MalformedResponseError(f"{where}: the response is not valid JSON") from None
-        except SourceError:
-            raise
 
 
 def _issues_of(reply: Any, where: str) -> list[dict[str, Any]]:

@@ -25,7 +25,6 @@ from connectors.errors import (
     FatalSourceError,
     MalformedResponseError,
     SourceAuthError,
-    SourceError,
     TransientSourceError,
 )
 from connectors.http import build_session
@@ -308,8 +307,6 @@ class ServiceNowSource(Source):
             raise MalformedResponseError(
                 f"{where}: unexpected response ({message or type(exc).__name__})"
             ) from None
-        except SourceError:
-            raise
         if not all(isinstance(row, dict) for row in rows):
             raise MalformedResponseError(f"{where}: 'result' is not a list of records")
         header = response.headers.get("X-Total-Count")

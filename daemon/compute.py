@@ -194,28 +194,27 @@ def _breaches(
 ) -> dict[tuple[str, str, str], bool]:
     """(source, incident id, sla type) -> whether any non-cancelled cycle of that type breached."""
     breached: dict[tuple[str, str, str], bool] = {}
-    if by_cycles:
-        sla, incident = CANONICAL_TABLES["sla"], CANONICAL_TABLES["incident"]
-        any_breach = func.max(case((sla.c.breached.is_(True), 1), else_=0))
-        query = (
-            select(sla.c.source, sla.c.task, sla.c.sla_type, any_breach)
-            .join(
-                incident,
-                and_(incident.c.source == sla.c.source, incident.c.source_id == sla.c.task),
-            )
-            .where(
-                incident.c[cohort] >= lo,
-                incident.c[cohort] < hi,
-                incident.c.deleted_at.is_(None),
-                sla.c.deleted_at.is_(None),
-                sla.c.source.in_(sorted(by_cycles)),
-                sla.c.sla_type.in_(["resolution", "response"]),
-                or_(sla.c.stage.is_(None), sla.c.stage != "cancelled"),
-            )
-            .group_by(sla.c.source, sla.c.task, sla.c.sla_type)
+    sla, incident = CANONICAL_TABLES["sla"], CANONICAL_TABLES["incident"]
+    any_breach = func.max(case((sla.c.breached.is_(True), 1), else_=0))
+    query = (
+        select(sla.c.source, sla.c.task, sla.c.sla_type, any_breach)
+        .join(
+            incident,
+            and_(incident.c.source == sla.c.source, incident.c.source_id == sla.c.task),
         )
-        for source, task, sla_type, breach in conn.execute(query):
-            breached[(source, task, sla_type)] = bool(breach)
+        .where(
+            incident.c[cohort] >= lo,
+            incident.c[cohort] < hi,
+            incident.c.deleted_at.is_(None),
+            sla.c.deleted_at.is_(None),
+            sla.c.source.in_(sorted(by_cycles)),
+            sla.c.sla_type.in_(["resolution", "response"]),
+            or_(sla.c.stage.is_(None), sla.c.stage != "cancelled"),
+        )
+        .group_by(sla.c.source, sla.c.task, sla.c.sla_type)
+    )
+    for source, task, sla_type, breach in conn.execute(query):
+        breached[(source, task, sla_type)] = bool(breach)
     return breached
 
 

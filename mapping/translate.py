@@ -93,9 +93,7 @@ class Translator:
         return record
 
     def _convert(self, kind: FieldType, raw: Any) -> Any:
-        if kind in ("str", "code"):
-            text = str(raw).strip()
-            return text or None
+        """Non-text kinds (text is handled inline in ``translate``, the hot path)."""
         if kind == "int":
             return _to_int(raw)
         if kind == "bool":
