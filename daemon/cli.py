@@ -622,6 +622,9 @@ def explain_command(
     if spec.manual:
         _explain_manual(config, spec, chosen, output)
         return
+    if spec.composite:
+        _explain_composite(config, spec, chosen, by or "all", output)
+        return
     try:
         explanation = explain_metric(_engine(config), config, metric, chosen, by or "all")
     except ValueError as exc:
@@ -637,7 +640,7 @@ def explain_command(
         style="bold",
         highlight=False,
     )
-    out.print(data["definition"].strip(), highlight=False)
+    out.print(data["definition"].strip(), highlight=False, markup=False)
 
     def number(value: float | None) -> str:
         return "—" if value is None else f"{value:,.2f}".rstrip("0").rstrip(".")
@@ -667,6 +670,65 @@ def explain_command(
     hidden = len(data["records"]) - limit
     if hidden > 0:
         out.print(f"... and {hidden} more (use --format json for all)", highlight=False)
+
+
+def _explain_composite(
+    config: Config, spec: Any, chosen: Any, dimension: str, output: Format
+) -> None:
+    """A metric over other metrics is explained by their values, each explainable in turn."""
+    from mapping.periods import same_period_last_year
+
+    if spec.kind == "year_over_year":
+        parts = [(spec.of[0], chosen), (spec.of[0], same_period_last_year(chosen, config.zone))]
+    else:
+        parts = [(of, chosen) for of in spec.of]
+    with _engine(config).connect() as conn:
+        found_values = [
+            v for v in compute(conn, config, {spec.id: [chosen]}) if v.dimension == dimension
+        ]
+        value = found_values[0] if found_values else None
+        components = []
+        for metric_id, period in parts:
+            found = [
+                v for v in compute(conn, config, {metric_id: [period]}) if v.dimension == dimension
+            ]
+            components.append(
+                {
+                    "metric": metric_id,
+                    "period": period.label,
+                    "value": found[0].value if found else None,
+                    "n": found[0].n if found else 0,
+                    "explain": f"itbsc explain {metric_id} --period {period.label}"
+                    + (f" --by {dimension}" if dimension != "all" else ""),
+                }
+            )
+    data = {
+        "metric": spec.id,
+        "name": spec.name,
+        "definition": spec.description,
+        "kind": spec.kind,
+        "period": chosen.label,
+        "dimension": dimension,
+        "value": value.value if value else None,
+        "components": components,
+    }
+    if output == Format.json:
+        out.print_json(data=data)
+        return
+    operator = " - " if spec.kind == "year_over_year" else " x "
+
+    def shown_value(number: float | None) -> str:
+        return "—" if number is None else f"{number:,.2f}"
+
+    shown = operator.join(
+        f"{c['metric']} {c['period']} ({shown_value(c['value'])})" for c in components
+    )
+    result = shown_value(data["value"])
+    out.print(f"{spec.id} {spec.name} — {chosen.label}", style="bold", highlight=False)
+    out.print(spec.description.strip(), highlight=False, markup=False)
+    out.print(f"{spec.id} = {shown} = {result} {spec.unit}", highlight=False)
+    for component in components:
+        out.print(f"  {component['explain']}", highlight=False)
 
 
 def _explain_manual(config: Config, spec: Any, chosen: Any, output: Format) -> None:
@@ -699,7 +761,7 @@ def _explain_manual(config: Config, spec: Any, chosen: Any, output: Format) -> N
         out.print_json(data=data)
         return
     out.print(f"{spec.id} {spec.name} (manual) — {chosen.label}: {value.value}", highlight=False)
-    out.print(spec.description, highlight=False)
+    out.print(spec.description, highlight=False, markup=False)
     table = Table("#", "input", "period", "value", "entered by", "entered at", "note", "status")
     for e in used:
         status = f"superseded by #{e['superseded_by']}" if e["superseded_by"] else "used"

@@ -7,19 +7,20 @@ Metrics that share a record kind and cohort share one query.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select
+from sqlalchemy import Connection, Engine, and_, or_, select
 
 from daemon import store
+from daemon.derive import Deriver, stored_columns
 from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config
 from mapping.catalogue import MetricSpec
+from mapping.composite import combine
 from mapping.metrics import Evaluation, MetricValue
-from mapping.model import KINDS
-from mapping.periods import Period, periods_between
+from mapping.periods import Period, periods_between, same_period_last_year
 from mapping.stock import evaluate_interval
 
 ROWS_PER_FETCH = 5000  # streamed from the database in batches (server-side cursor on PostgreSQL)
@@ -40,6 +41,14 @@ class AffectedDays:
         """Persist the days added since the last save, in the caller's (page) transaction."""
         store.mark_dirty(conn, self._unsaved)
         self._unsaved.clear()
+
+    def add_moments(self, moments: Iterable[datetime]) -> None:
+        """Days another kind's change moves (an incident's attributed change, and back)."""
+        for moment in moments:
+            day = moment.astimezone(self._zone).date()
+            if day not in self.days:
+                self.days.add(day)
+                self._unsaved.add(day)
 
     def cohort_columns(self, kind: str) -> list[str]:
         return sorted(self._cohorts.get(kind, ()))
@@ -86,7 +95,9 @@ def compute(
     values: list[MetricValue] = []
     for metric_id, periods in plan.items():
         metric = metrics[metric_id]
-        if periods and metric.live and not metric.manual:
+        if periods and metric.composite:
+            values.extend(_composite(conn, config, metric, periods))
+        elif periods and metric.live and not metric.manual:
             values.extend(evaluate_interval(metric, interval_rows(conn, metric, periods), periods))
     if manual:
         from daemon.inputs import manual_values  # the register is only read when asked for
@@ -97,7 +108,10 @@ def compute(
         lo = min(p.start for i in ids for p in plan[i])
         hi = max(p.end for i in ids for p in plan[i])
         # One streamed pass feeds every metric of the group: no row list is ever held.
-        evaluations = [Evaluation(metrics[i], plan[i]) for i in ids]
+        evaluations = [
+            Evaluation(metrics[i], plan[i], config.catalogue.calendar_choice(metrics[i]))
+            for i in ids
+        ]
         for row in canonical_rows(conn, config, kind, cohort, columns, lo, hi):
             for evaluation in evaluations:
                 evaluation.add(row)
@@ -117,23 +131,36 @@ def canonical_rows(
 ) -> Iterator[Mapping[str, Any]]:
     """Live rows of ``kind`` whose cohort time is in [lo, hi), streamed, derived fields added."""
     table = CANONICAL_TABLES[kind]
-    derived = [c for c in columns if c in KINDS[kind].derived]
-    stored = [c for c in columns if c not in derived]
-    if derived:
-        stored = sorted({*stored, "source", "source_id", "made_sla"})
+    stored, derived = stored_columns(kind, columns)
     query = select(*(table.c[c] for c in stored)).where(
         table.c[cohort] >= lo, table.c[cohort] < hi, table.c.deleted_at.is_(None)
     )
-    add_sla = sla_attainment(conn, config, cohort, lo, hi) if derived else None
+    derive = Deriver(conn, config, kind, cohort, derived, lo, hi) if derived else None
     # Statement-level: Connection.execution_options would change the connection itself.
     result = conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH))
     for row in result:
         mapping = cast(Mapping[str, Any], row._mapping)
-        yield add_sla(mapping) if add_sla is not None else mapping
+        yield derive(mapping) if derive is not None else mapping
+
+
+def _composite(
+    conn: Connection, config: Config, metric: MetricSpec, periods: Sequence[Period]
+) -> list[MetricValue]:
+    """A metric over other metrics' values: they are computed for the periods it needs."""
+    if metric.kind == "year_over_year":
+        earlier = {p: same_period_last_year(p, config.zone) for p in periods}
+        wanted = sorted({*periods, *earlier.values()})
+        base = compute(conn, config, {metric.of[0]: wanted})
+        return combine(metric, periods, [base], earlier)
+    bases = [compute(conn, config, {of: list(periods)}) for of in metric.of]
+    return combine(metric, periods, bases, {})
 
 
 def interval_rows(
-    conn: Connection, metric: MetricSpec, periods: Sequence[Period]
+    conn: Connection,
+    metric: MetricSpec,
+    periods: Sequence[Period],
+    columns: Sequence[str] | None = None,
 ) -> Iterator[Mapping[str, Any]]:
     """Rows a stock or flow metric can need for ``periods``: nothing that ended before them."""
     table = CANONICAL_TABLES[metric.record]
@@ -149,73 +176,10 @@ def interval_rows(
         window = and_(
             start < hi, or_(and_(*(e.is_(None) for e in ends)), *(e >= first_end for e in ends))
         )
-    query = select(*(table.c[c] for c in metric.required_fields())).where(live, window)
+    wanted = columns or metric.required_fields()
+    query = select(*(table.c[c] for c in wanted)).where(live, window)
     for row in conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH)):
         yield cast(Mapping[str, Any], row._mapping)
-
-
-def sla_record_sources(config: Config) -> list[str]:
-    """Sources whose incidents take "SLA met" from their SLA cycles (mapping ``sla_attainment``)."""
-    return [
-        name
-        for name, spec in config.mappings.items()
-        if spec.uses_sla_records(config.settings.sources[name].streams)
-    ]
-
-
-def sla_attainment(
-    conn: Connection, config: Config, cohort: str, lo: datetime, hi: datetime
-) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
-    """A function adding ``sla_met`` / ``response_sla_met`` to an incident row (None = no SLA).
-
-    From SLA cycles where the source's mapping says so: met when no non-cancelled
-    cycle of that type breached. From the incident's ``made_sla`` flag otherwise
-    (which knows no response SLA). The cycles are read now, before the caller
-    streams the incident rows.
-    """
-    by_cycles = set(sla_record_sources(config))
-    breached = _breaches(conn, by_cycles, cohort, lo, hi) if by_cycles else {}
-
-    def add(row: Mapping[str, Any]) -> Mapping[str, Any]:
-        record = dict(row)
-        if row["source"] in by_cycles:
-            for column, sla_type in (("sla_met", "resolution"), ("response_sla_met", "response")):
-                hit = breached.get((row["source"], row["source_id"], sla_type))
-                record[column] = None if hit is None else not hit
-        else:
-            record["sla_met"], record["response_sla_met"] = row["made_sla"], None
-        return record
-
-    return add
-
-
-def _breaches(
-    conn: Connection, by_cycles: set[str], cohort: str, lo: datetime, hi: datetime
-) -> dict[tuple[str, str, str], bool]:
-    """(source, incident id, sla type) -> whether any non-cancelled cycle of that type breached."""
-    breached: dict[tuple[str, str, str], bool] = {}
-    sla, incident = CANONICAL_TABLES["sla"], CANONICAL_TABLES["incident"]
-    any_breach = func.max(case((sla.c.breached.is_(True), 1), else_=0))
-    query = (
-        select(sla.c.source, sla.c.task, sla.c.sla_type, any_breach)
-        .join(
-            incident,
-            and_(incident.c.source == sla.c.source, incident.c.source_id == sla.c.task),
-        )
-        .where(
-            incident.c[cohort] >= lo,
-            incident.c[cohort] < hi,
-            incident.c.deleted_at.is_(None),
-            sla.c.deleted_at.is_(None),
-            sla.c.source.in_(sorted(by_cycles)),
-            sla.c.sla_type.in_(["resolution", "response"]),
-            or_(sla.c.stage.is_(None), sla.c.stage != "cancelled"),
-        )
-        .group_by(sla.c.source, sla.c.task, sla.c.sla_type)
-    )
-    for source, task, sla_type, breach in conn.execute(query):
-        breached[(source, task, sla_type)] = bool(breach)
-    return breached
 
 
 def recompute_dirty(engine: Engine, config: Config) -> int:

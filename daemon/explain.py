@@ -6,8 +6,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from daemon.compute import canonical_rows
+from daemon.compute import canonical_rows, interval_rows
 from daemon.settings import Config
+from mapping.catalogue import MetricSpec
 from mapping.explain import Explanation, explain
 from mapping.model import KINDS
 from mapping.periods import Period
@@ -20,19 +21,21 @@ def explain_metric(
     metric = config.catalogue.by_id()[metric_id]
     if metric.manual:
         raise ValueError(f"{metric_id} is read from manual inputs; `itbsc input list` shows them")
-    if metric.live:
-        raise ValueError(
-            f"{metric_id} is a {metric.kind} metric; listing its records is not supported yet"
-        )
+    if metric.composite:
+        raise ValueError(f"{metric_id} combines {', '.join(metric.of)}: explain those")
     schema = KINDS[metric.record]
     columns = set(metric.required_fields()) | {"source", "source_id"}
     if "number" in schema.fields:
         columns.add("number")
     with engine.connect() as conn:
+        if metric.live:  # stocks and flows: every record open at, started or ended in it
+            rows = interval_rows(conn, metric, [period], sorted(columns))
+            return explain(metric, rows, period, dimension)
         rows = canonical_rows(
             conn, config, metric.record, metric.cohort, sorted(columns), period.start, period.end
         )
-        return explain(metric, rows, period, dimension)
+        calendars = config.catalogue.calendar_choice(metric)
+        return explain(metric, rows, period, dimension, calendars)
 
 
 def explanation_json(explanation: Explanation, config: Config) -> dict[str, Any]:
@@ -46,7 +49,7 @@ def explanation_json(explanation: Explanation, config: Config) -> dict[str, Any]
         "kind": metric.kind,
         "unit": metric.unit,
         "record": metric.record,
-        "cohort": metric.cohort,
+        "cohort": cohort(metric),
         "period": explanation.period.label,
         "dimension": explanation.dimension,
         "value": value.value,
@@ -60,11 +63,19 @@ def explanation_json(explanation: Explanation, config: Config) -> dict[str, Any]
                 "source": r.source,
                 "source_id": r.source_id,
                 "number": r.number,
-                metric.cohort: r.cohort_at.isoformat(),
+                cohort(metric): r.cohort_at.isoformat(),
                 "part": r.part,
                 "reason": r.reason,
                 "sample": r.sample,
+                "start": r.start.isoformat() if r.start else None,
+                "end": r.end.isoformat() if r.end else None,
+                **({metric.per or "per": r.per} if metric.kind == "per_distinct" else {}),
             }
             for r in explanation.records
         ],
     }
+
+
+def cohort(metric: MetricSpec) -> str:
+    """The timestamp that places a record: the cohort, or a stock's start."""
+    return metric.cohort or metric.start or ""

@@ -94,6 +94,7 @@ def canonical_table(schema: KindSchema, metadata: MetaData) -> Table:
         "bool": Boolean(),
         "datetime": UTCDateTime(),
         "seconds": BigInteger(),
+        "number": Float(),
     }
     name = f"itil_{schema.name}"
     return Table(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Console
@@ -24,6 +24,7 @@ STATUS_STYLE = {
     "amber": ("◐", "yellow", "WARN"),
     "red": ("○", "red", "MISS"),
     "grey": ("·", "bright_black", "NO DATA"),
+    "stale": ("·", "yellow", "STALE"),
 }
 TREND = {"up": "↑", "down": "↓", "flat": "→", "none": " "}
 
@@ -73,7 +74,52 @@ def readings(conn: Connection, config: Config, period: Period) -> dict[str, Read
     if missing:
         values = compute(conn, config, {m: [period] for m in missing})
         stored.update({v.metric: Reading(v.value, v.n) for v in values if v.dimension == ALL})
+    stale = stale_kinds(conn, config, period, store.now())
+    if stale:
+        metrics = config.catalogue.by_id()
+        for metric_id, reading in list(stored.items()):
+            reason = _stale_reason(metrics, metric_id, stale)
+            if reason:
+                stored[metric_id] = replace(reading, stale=reason)
     return stored
+
+
+def stale_kinds(conn: Connection, config: Config, period: Period, now: datetime) -> dict[str, str]:
+    """Record kind -> why its data may be out of date for ``period``.
+
+    A stream is stale when its last success is older than ``stale_after_hours`` and came
+    before the period ended (a period fully synced after its end stays good), or when it
+    never succeeded."""
+    limit = timedelta(hours=config.settings.reporting.stale_after_hours)
+    last = {
+        (row.source, row.stream): row.last_success_at
+        for row in conn.execute(select(store.state_table))
+    }
+    out: dict[str, str] = {}
+    for source, settings in config.settings.sources.items():
+        mapping = config.mappings[source]
+        for stream in settings.streams:
+            when = last.get((source, stream))
+            if when is None:
+                why = f"{source}/{stream} never synced"
+            elif now - when > limit and when < period.end:
+                why = f"{source}/{stream} last synced {when:%Y-%m-%d %H:%M} UTC"
+            else:
+                continue
+            for kind, _ in mapping.targets(stream):
+                out.setdefault(kind, why)
+    return out
+
+
+def _stale_reason(
+    metrics: Mapping[str, Any], metric_id: str, stale: Mapping[str, str]
+) -> str | None:
+    metric = metrics[metric_id]
+    if metric.manual:
+        return None
+    if metric.composite:
+        return next((r for of in metric.of if (r := _stale_reason(metrics, of, stale))), None)
+    return stale.get(metric.record)
 
 
 def build_scorecard(engine: Engine, config: Config, period: Period) -> ScorecardReport:
@@ -152,6 +198,7 @@ def scorecard_json(report: ScorecardReport) -> dict[str, Any]:
                                 "previous": m.previous,
                                 "trend": m.trend,
                                 "better": m.better,
+                                "stale": m.stale,
                             }
                             for m in o.measures
                         ],
@@ -266,7 +313,7 @@ def render_scorecard(report: ScorecardReport, console: Console) -> None:
                     f"    {m.metric.id} {m.metric.name}" + (" (manual)" if m.metric.manual else ""),
                     _fmt(m.value, m.metric.unit),
                     f"{op} {_fmt(m.spec.target, m.metric.unit)}",
-                    _status(m.status),
+                    _status("stale" if m.stale else m.status),
                     Text(arrow, style=style),
                     str(m.n),
                     _score(m.score),
@@ -274,6 +321,11 @@ def render_scorecard(report: ScorecardReport, console: Console) -> None:
     console.print(table)
     for note in r.notes:
         console.print(Text(f"note: {note}", style="bright_black"))
+    stale = sorted(
+        {m.stale for p in r.perspectives for o in p.objectives for m in o.measures if m.stale}
+    )
+    for reason in stale:
+        console.print(Text(f"stale (shown grey, not scored): {reason}", style="yellow"))
     console.print(_freshness_line(report.freshness))
 
 

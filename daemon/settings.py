@@ -55,6 +55,9 @@ class DatabaseSettings(_Strict):
 
 class ReportingSettings(_Strict):
     timezone: ZoneName = "UTC"
+    stale_after_hours: float = Field(default=48.0, gt=0)
+    """A record metric whose source streams last succeeded longer ago than this, before the
+    period ended, is shown Grey (stale) rather than as a number that may be out of date."""
 
 
 class CensusSettings(_Strict):
@@ -196,6 +199,22 @@ def load_config(
         secrets.update(_source_checks(name, source, base, env, problems, need_source_secrets))
     mappings = _load_mappings(settings, base, problems)
     catalogue, scorecard = _load_scorecard(settings.scorecard, base, problems)
+    if catalogue is not None:
+        calendars = catalogue.calendars()
+        for name, spec in mappings.items():
+            goals = spec.sla_goals
+            if goals is not None and goals.calendar and goals.calendar not in calendars:
+                problems.add(
+                    "sla_goals.calendar",
+                    f"no [[calendar]] named {goals.calendar!r} in the catalogue",
+                    settings.sources[name].mapping,
+                )
+            elif goals is not None and not (goals.calendar or catalogue.business_hours.default):
+                problems.add(
+                    "sla_goals.calendar",
+                    "name a calendar, or give the catalogue a [business_hours] default",
+                    settings.sources[name].mapping,
+                )
     if problems.lines:
         raise ConfigError(problems.lines)
     assert database_url is not None and catalogue is not None and scorecard is not None

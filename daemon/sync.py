@@ -24,7 +24,13 @@ from connectors.base import Page, Source
 from connectors.errors import SourceError
 from connectors.registry import source_class
 from daemon import store
-from daemon.compute import AffectedDays, recompute_dirty, sla_record_sources
+from daemon.compute import AffectedDays, recompute_dirty
+from daemon.derive import (
+    ATTRIBUTION_COLUMNS,
+    attribution_moments,
+    sla_record_sources,
+    uses_attribution,
+)
 from daemon.models import CANONICAL_TABLES
 from daemon.prefetch import Prefetch
 from daemon.settings import Config
@@ -126,6 +132,8 @@ class StreamWriter:
         self.fields = self.mapper.source_fields()
         self.source = source
         self.stream = stream
+        self.config = config
+        self.attribution = uses_attribution(config)
         self.affected = affected
         self.sla_decides_incidents = "sla" in self.kinds and source in sla_record_sources(config)
 
@@ -149,11 +157,18 @@ class StreamWriter:
             table = CANONICAL_TABLES[kind]
             cohorts = self.affected.cohort_columns(kind)
             children = mapped.children.get(kind)
+            linked = ATTRIBUTION_COLUMNS.get(kind, ()) if self.attribution else ()
+            wanted = sorted({*cohorts, *linked})
             if children is None:  # the period a changed record leaves is recomputed too
-                before = store.existing_values(conn, table, self.source, ids, cohorts)
+                before = store.existing_values(conn, table, self.source, ids, wanted)
             else:
                 before = store.existing_children(conn, table, self.source, "task", ids, cohorts)
             self.affected.add_rows(kind, before)
+            if linked:  # an incident moves its attributed change's periods, and back
+                moved = [*before, *mapped.rows[kind]]
+                self.affected.add_moments(
+                    attribution_moments(conn, self.config, kind, self.source, moved)
+                )
             store.write_canonical(conn, table, mapped.rows[kind])
             if children is None:
                 store.delete_canonical(conn, table, self.source, mapped.not_in_kind[kind])

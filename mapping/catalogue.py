@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mapping.calendar import CalendarChoice, CalendarSpec
 from mapping.errors import SpecError
 from mapping.filters import Filter, parse_filter
 from mapping.model import KINDS
@@ -26,6 +28,10 @@ MetricKind = Literal[
     "stock",
     "stock_ratio",
     "flow_ratio",
+    "sum",
+    "per_distinct",
+    "year_over_year",
+    "product",
 ]
 INPUT_KINDS = frozenset({"input", "input_ratio", "input_change"})
 """Kinds read from the manual input register, not from records: the value of one input
@@ -35,6 +41,12 @@ STOCK_KINDS = frozenset({"stock", "stock_ratio", "flow_ratio"})
 the share of those older than ``age_days`` (``stock_ratio``), records started / records ended
 in the period (``flow_ratio``). Computed when read, since a record's change moves every later
 period's stock."""
+COMPOSITE_KINDS = frozenset({"year_over_year", "product"})
+"""Kinds over other metrics' values, computed when read: ``year_over_year`` (``of`` one
+metric: this period minus the same period a year before, in the metric's unit, so percentage
+points for a percentage) and ``product`` (``of`` two metrics: a x b, e.g. the open backlog
+times the cost per resolved ticket)."""
+NUMERIC = ("int", "seconds", "number")
 Statistic = Literal["median", "mean", "p90"]
 
 
@@ -71,6 +83,12 @@ class MetricSpec(_Strict):
     end: str | None = None  # ... to this one
     value: str | None = None  # average: the numeric field averaged (sum / records)
     statistic: Statistic = "median"
+    clock: Literal["wall", "business"] = "wall"
+    """duration: wall-clock hours, or working hours of the calendar (see ``calendar``)."""
+    calendar: str | None = None
+    """business clock: this calendar; else the assignment group's, else the default one."""
+    per: str | None = None  # per_distinct: records / distinct values of this field (agents)
+    of: list[str] = Field(default_factory=list)  # composite kinds: the metrics combined
     breakdowns: list[str] = Field(default_factory=list)
     grains: list[Grain] | None = None
 
@@ -88,14 +106,23 @@ class MetricSpec(_Strict):
 
     @property
     def live(self) -> bool:
-        """Computed when read, never stored per period (manual inputs, stocks and flows)."""
-        return self.kind in INPUT_KINDS or self.kind in STOCK_KINDS
+        """Computed when read, never stored per period (manual inputs, stocks, flows, composites)."""
+        return self.kind in INPUT_KINDS or self.kind in STOCK_KINDS or self.composite
+
+    @property
+    def composite(self) -> bool:
+        return self.kind in COMPOSITE_KINDS
 
     def _problems(self) -> list[str]:
         if self.manual:
             wanted = 1 if self.kind == "input" else 2
             if len(self.inputs) != wanted:
                 return [f"inputs: a {self.kind} metric names {wanted} input(s)"]
+            return []
+        if self.composite:
+            wanted = 1 if self.kind == "year_over_year" else 2
+            if len(self.of) != wanted:
+                return [f"of: a {self.kind} metric combines {wanted} metric(s)"]
             return []
         if self.kind in STOCK_KINDS:
             return self._interval_problems()
@@ -130,11 +157,17 @@ class MetricSpec(_Strict):
                 problems.append("start/end: a duration metric needs both timestamps")
             field("start", self.start, "datetime")
             field("end", self.end, "datetime")
-        if self.kind == "average":
+        if self.kind in ("average", "sum"):
             if not self.value:
-                problems.append("value: an average metric needs the numeric field it averages")
-            elif schema.type_of(self.value) not in ("int", "seconds"):
+                problems.append(f"value: a {self.kind} metric needs the numeric field it adds")
+            elif schema.type_of(self.value) not in NUMERIC:
                 problems.append(f"value: {self.value!r} is not a numeric {self.record} field")
+        if self.kind == "per_distinct":
+            if not self.per:
+                problems.append("per: a per_distinct metric needs the field whose values it counts")
+            field("per", self.per)
+        if self.clock == "business" and self.kind != "duration":
+            problems.append("clock: only duration metrics run on a business clock")
         if self.grains and set(self.grains) - set(GRAINS):
             problems.append(f"grains: use {', '.join(GRAINS)}")
         return problems
@@ -180,7 +213,9 @@ class MetricSpec(_Strict):
         names = {self.cohort, *self.breakdowns, "source"}
         for spec in self._filters().values():
             names.update(spec or {})
-        names.update(n for n in (self.start, self.end, self.value, *self.closed_by) if n)
+        names.update(n for n in (self.start, self.end, self.value, self.per, *self.closed_by) if n)
+        if self.clock == "business":
+            names.add("assignment_group")  # the group's calendar
         names.discard("")
         return sorted(names)
 
@@ -195,11 +230,59 @@ class InputSpec(_Strict):
     """How months combine into a quarter or a year: spend and hours add up, headcount averages."""
 
 
+class BusinessHours(_Strict):
+    """``[business_hours]``: the calendar durations use unless a group has its own."""
+
+    default: str | None = None
+    by_group: dict[str, str] = Field(default_factory=dict)
+    """assignment_group value (as the canonical record holds it) -> calendar name."""
+
+
+class TierSpec(_Strict):
+    """``[tiers]``: the support tier of each resolving group (F1, F3).
+
+    ``groups`` wins; else the tier of the source's own group record (ServiceNow
+    sys_user_group); else ``default`` (a desk without groups, such as a Jira project)."""
+
+    default: str | None = None
+    groups: dict[str, str] = Field(default_factory=dict)
+
+
+class CostSpec(_Strict):
+    """``[[cost]]``: unit cost of a resolved ticket from ``valid_from`` on, by tier or priority.
+
+    A ticket is priced with the entry valid when it was resolved (opened, if never), so a
+    new entry reprices nothing before its date. Costs escalate: give the cumulative cost of
+    a ticket resolved at a tier (L1 + L2 for one resolved at L2), as MetricNet counts it."""
+
+    valid_from: date
+    currency: str = ""
+    by: Literal["tier", "priority"] = "tier"
+    unit_cost: dict[str, float]
+    default: float | None = None  # for a tier or priority the table does not list
+
+
+class AttributionSpec(_Strict):
+    """``[attribution]``: which change an incident is attributed to (I7, I10, F5).
+
+    Its explicit link first (ServiceNow caused_by, Jira "is caused by"); else the change
+    on the same service that ended last within ``window_hours`` before the incident was
+    opened (0 turns the rule off). One change per incident, so a change failure rate
+    counted per change never exceeds 100 %."""
+
+    window_hours: float = Field(default=24.0, ge=0)
+
+
 class Catalogue(_Strict):
     """The metric catalogue file: defaults plus ``[[metric]]`` entries with unique ids."""
 
     version: str = "unversioned"
     grains: list[Grain] = Field(default_factory=lambda: list(DEFAULT_GRAINS))
+    calendar: list[CalendarSpec] = Field(default_factory=list)
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    tiers: TierSpec = Field(default_factory=TierSpec)
+    cost: list[CostSpec] = Field(default_factory=list)
+    attribution: AttributionSpec = Field(default_factory=AttributionSpec)
     input: list[InputSpec] = Field(default_factory=list)
     metric: list[MetricSpec]
 
@@ -216,7 +299,56 @@ class Catalogue(_Strict):
                 raise ValueError(
                     f"metric {metric.id}: inputs {', '.join(missing)} are not declared as [[input]]"
                 )
+        self._check_references()
         return self
+
+    def _check_references(self) -> None:
+        calendars = Counter(c.name for c in self.calendar)
+        dupes = sorted(n for n, k in calendars.items() if k > 1)
+        if dupes:
+            raise ValueError(f"calendar names must be unique; repeated: {', '.join(dupes)}")
+        named = [("business_hours.default", self.business_hours.default)]
+        named += [
+            (f"business_hours.by_group.{g}", c) for g, c in self.business_hours.by_group.items()
+        ]
+        named += [(f"metric {m.id}: calendar", m.calendar) for m in self.metric]
+        for where, name in named:
+            if name is not None and name not in calendars:
+                raise ValueError(f"{where}: no [[calendar]] named {name!r}")
+        for metric in self.metric:
+            if metric.clock == "business" and not (metric.calendar or self.business_hours.default):
+                raise ValueError(
+                    f"metric {metric.id}: a business clock needs a calendar "
+                    "(its own `calendar` or [business_hours] default)"
+                )
+        ids = {m.id for m in self.metric}
+        for metric in self.metric:
+            unknown = [i for i in metric.of if i not in ids or i == metric.id]
+            if unknown:
+                raise ValueError(f"metric {metric.id}: of names unknown metrics {unknown}")
+            if any(self.by_id()[i].composite for i in metric.of):
+                raise ValueError(f"metric {metric.id}: of names a composite metric")
+        starts = Counter(c.valid_from for c in self.cost)
+        twice = sorted(str(d) for d, k in starts.items() if k > 1)
+        if twice:
+            raise ValueError(f"[[cost]]: two entries valid from {', '.join(twice)}")
+
+    def calendars(self) -> dict[str, CalendarSpec]:
+        return {c.name: c for c in self.calendar}
+
+    def calendar_choice(self, metric: MetricSpec) -> CalendarChoice | None:
+        """The calendars a business-clock duration runs on (None for wall-clock metrics)."""
+        if metric.clock != "business":
+            return None
+        hours = self.business_hours
+        return CalendarChoice(
+            self.calendars(), hours.default, hours.by_group, fixed=metric.calendar
+        )
+
+    def cost_at(self, moment: date) -> CostSpec | None:
+        """The cost entry valid on ``moment`` (the latest ``valid_from`` on or before it)."""
+        valid = [c for c in self.cost if c.valid_from <= moment]
+        return max(valid, key=lambda c: c.valid_from) if valid else None
 
     def inputs_by_name(self) -> dict[str, InputSpec]:
         return {i.name: i for i in self.input}

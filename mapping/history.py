@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-FACTS = frozenset({"resolved_at", "reopen_count", "reassignment_count", "first_response_at"})
+FACTS = frozenset(
+    {"resolved_at", "resolved_by", "reopen_count", "reassignment_count", "first_response_at"}
+)
 DONE = "done"
 NEW = "new"
 
@@ -21,7 +23,8 @@ def history_facts(record: Mapping[str, Any]) -> dict[str, Any]:
     """``resolved_at``: when the issue was last resolved, if it still is; ``reopen_count``: how
     often a resolution was undone; ``reassignment_count``: assignee changes after the first
     assignment; ``first_response_at``: the first move out of the new category or the first
-    assignment, whichever came first. Times stay as the source wrote them.
+    assignment, whichever came first; ``resolved_by``: who made the change that resolved it
+    (account id on Cloud, user name on Data Center). Times stay as the source wrote them.
 
     Resolution is read from ``resolution`` changes where the history has them (Jira sets
     ``resolutiondate`` with the resolution, and sites delete statuses, so a status's category
@@ -31,20 +34,26 @@ def history_facts(record: Mapping[str, Any]) -> dict[str, Any]:
     )
     # A status move recorded with a workflow change is a scheme migration, not a user's act.
     items = [
-        (h.get("created"), item, any(i.get("field") == "Workflow" for i in h.get("items") or []))
+        (
+            h.get("created"),
+            item,
+            any(i.get("field") == "Workflow" for i in h.get("items") or []),
+            _author(h),
+        )
         for h in histories
         for item in h.get("items") or []
     ]
-    by_resolution = any(item.get("field") == "resolution" for _, item, _ in items)
+    by_resolution = any(item.get("field") == "resolution" for _, item, _, _ in items)
     resolved_at: str | None = None
+    resolved_by: str | None = None
     resolved = False
     reopens = reassignments = 0
     first_response: str | None = None
-    for when, item, migration in items:
+    for when, item, migration, author in items:
         field = item.get("field")
         if field == "resolution" and by_resolution:
             if item.get("to"):
-                resolved_at, resolved = when, True
+                resolved_at, resolved, resolved_by = when, True, author
             elif item.get("from"):
                 reopens += 1
                 resolved = False
@@ -52,7 +61,7 @@ def history_facts(record: Mapping[str, Any]) -> dict[str, Any]:
             before, after = item.get("fromCategory"), item.get("toCategory")
             if not by_resolution and not migration:
                 if after == DONE and before != DONE:
-                    resolved_at, resolved = when, True
+                    resolved_at, resolved, resolved_by = when, True, author
                 elif before == DONE and after not in (DONE, None):
                     reopens += 1
                     resolved = False
@@ -70,7 +79,14 @@ def history_facts(record: Mapping[str, Any]) -> dict[str, Any]:
         resolved = fields["status"]["statusCategory"]["key"] == DONE
     return {
         "resolved_at": resolved_at if resolved else None,
+        "resolved_by": resolved_by if resolved else None,
         "reopen_count": reopens,
         "reassignment_count": reassignments,
         "first_response_at": first_response,
     }
+
+
+def _author(history: Mapping[str, Any]) -> str | None:
+    author = history.get("author") or {}
+    value = author.get("accountId") or author.get("name") or author.get("displayName")
+    return str(value) if value else None

@@ -10,6 +10,7 @@ the list of tickets behind it.
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from array import array
 from collections import Counter, defaultdict
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mapping.calendar import CalendarChoice
 from mapping.catalogue import MetricSpec
 from mapping.periods import Period
 
@@ -45,6 +47,7 @@ class _Bucket:
     denominator: float = 0.0
     samples: array[float] = field(default_factory=lambda: array("d"))  # 8 bytes a value
     excluded: Counter[str] = field(default_factory=Counter)
+    distinct: set[Any] = field(default_factory=set)  # per_distinct: the values seen
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class Outcome:
     dimensions: tuple[str, ...]
     reason: str | None  # the exclusion that removed it
     hit: bool  # ratio: in the numerator
-    sample: float | None  # duration hours / averaged value
+    sample: float | None  # duration hours / averaged or summed value
+    per: Any = None  # per_distinct: the value counted once (the agent)
 
 
 @dataclass
@@ -133,15 +137,24 @@ class Evaluation:
     need them), so several metrics can share one pass over a large table.
     """
 
-    def __init__(self, metric: MetricSpec, periods: Sequence[Period]) -> None:
+    def __init__(
+        self,
+        metric: MetricSpec,
+        periods: Sequence[Period],
+        calendars: CalendarChoice | None = None,
+    ) -> None:
         self.metric = metric
+        if metric.clock == "business" and calendars is None:
+            raise ValueError(f"metric {metric.id} runs on a business clock: pass its calendars")
+        self._calendars = calendars
         self._index = _PeriodIndex(periods)
         self._dimensions = _Dimensions(metric.breakdowns)
         self._population = metric.population()
         self._exclusions = metric.exclusions()
         self._numerator = metric.numerator_filter()
-        self._sampled = metric.kind in ("duration", "average")
-        self._groups: dict[tuple[tuple[int, ...], tuple[str, ...], str | None, bool], _Group] = {}
+        self._sampled = metric.kind in ("duration", "average", "sum")
+        self._groups: dict[tuple[tuple[int, ...], tuple[str, ...], str | None, bool, Any], _Group]
+        self._groups = {}
 
     def classify(self, row: Mapping[str, Any]) -> Outcome | None:
         """What ``row`` contributes, or None when it falls in no requested period or population.
@@ -158,14 +171,18 @@ class Evaluation:
             return None
         reason = next((name for name, rule in self._exclusions if rule.matches(row)), None)
         sample: float | None = None
+        per = None
         if reason is None and metric.kind == "duration":
-            sample, reason = _duration_hours(metric, row)
-        elif reason is None and metric.kind == "average":
+            sample, reason = _duration_hours(metric, row, self._calendars)
+        elif reason is None and metric.kind in ("average", "sum"):
             value = row.get(metric.value or "")
             sample, reason = (None, f"missing {metric.value}") if value is None else (value, None)
+        elif reason is None and metric.kind == "per_distinct":
+            per = row.get(metric.per or "")
+            reason = f"missing {metric.per}" if per is None else None
         hit = metric.kind == "ratio" and reason is None and self._numerator.matches(row)
         periods = tuple(self._index.periods[n] for n in found)
-        return Outcome(tuple(found), periods, self._dimensions.of(row), reason, hit, sample)
+        return Outcome(tuple(found), periods, self._dimensions.of(row), reason, hit, sample, per)
 
     def add(self, row: Mapping[str, Any]) -> None:
         outcome = self.classify(row)
@@ -174,7 +191,7 @@ class Evaluation:
         found, reason, hit, sample = outcome.found, outcome.reason, outcome.hit, outcome.sample
         # Rows that land in the same periods and dimensions with the same outcome are
         # counted together; buckets are filled once per group, not once per row.
-        key = (found, outcome.dimensions, reason, hit)
+        key = (found, outcome.dimensions, reason, hit, outcome.per)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group()
@@ -185,7 +202,7 @@ class Evaluation:
     def results(self) -> list[MetricValue]:
         periods = self._index.periods
         buckets: dict[tuple[Period, str], _Bucket] = {}
-        for (found, dimensions, reason, hit), group in self._groups.items():
+        for (found, dimensions, reason, hit, per), group in self._groups.items():
             for number in found:
                 for dimension in dimensions:
                     bucket = buckets.get((periods[number], dimension))
@@ -199,27 +216,38 @@ class Evaluation:
                         bucket.denominator += group.count
                         if hit:
                             bucket.numerator += group.count
+                        if per is not None:
+                            bucket.distinct.add(per)
         return _results(self.metric, periods, buckets)
 
 
 def evaluate(
-    metric: MetricSpec, rows: Iterable[Mapping[str, Any]], periods: Sequence[Period]
+    metric: MetricSpec,
+    rows: Iterable[Mapping[str, Any]],
+    periods: Sequence[Period],
+    calendars: CalendarChoice | None = None,
 ) -> list[MetricValue]:
     """Compute ``metric`` for every period given (all dimensions) from canonical rows."""
-    evaluation = Evaluation(metric, periods)
+    evaluation = Evaluation(metric, periods, calendars)
     for row in rows:
         evaluation.add(row)
     return evaluation.results()
 
 
-def _duration_hours(metric: MetricSpec, row: Mapping[str, Any]) -> tuple[float | None, str | None]:
+def _duration_hours(
+    metric: MetricSpec, row: Mapping[str, Any], calendars: CalendarChoice | None
+) -> tuple[float | None, str | None]:
     start, end = row.get(metric.start or ""), row.get(metric.end or "")
     if start is None or end is None:
         return None, f"missing {metric.start if start is None else metric.end}"
-    hours = (end - start).total_seconds() / 3600
-    if hours < 0:
+    if end < start:
         return None, f"{metric.end} before {metric.start}"
-    return hours, None
+    if calendars is not None and metric.clock == "business":
+        clock = calendars.for_row(row.get("assignment_group"))
+        if clock is None:
+            return None, "no calendar"
+        return clock.hours(start, end), None
+    return (end - start).total_seconds() / 3600, None
 
 
 def _results(
@@ -240,6 +268,10 @@ def empty_value(metric: MetricSpec, period: Period, dimension: str) -> MetricVal
 
 def _value(metric: MetricSpec, period: Period, dimension: str, bucket: _Bucket) -> MetricValue:
     excluded = dict(bucket.excluded)
+    if metric.kind == "sum":
+        n = len(bucket.samples)
+        total = math.fsum(bucket.samples) if n else None  # nothing to add up is no data, not 0
+        return MetricValue(metric.id, period, dimension, total, total, None, n, excluded)
     if metric.kind in ("duration", "average"):
         n = len(bucket.samples)
         statistic = STATISTICS[metric.statistic if metric.kind == "duration" else "mean"]
@@ -251,6 +283,12 @@ def _value(metric: MetricSpec, period: Period, dimension: str, bucket: _Bucket) 
     n = int(bucket.denominator)
     if metric.kind == "count":
         return MetricValue(metric.id, period, dimension, float(n), float(n), None, n, excluded)
+    if metric.kind == "per_distinct":
+        agents = len(bucket.distinct)
+        value = n / agents if agents else None
+        return MetricValue(
+            metric.id, period, dimension, value, float(n), float(agents), n, excluded
+        )
     value = 100.0 * bucket.numerator / bucket.denominator if n else None
     return MetricValue(
         metric.id, period, dimension, value, bucket.numerator, bucket.denominator, n, excluded

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FieldType = Literal["str", "code", "int", "bool", "datetime", "seconds"]
-"""``seconds``: a duration, stored as whole seconds (ServiceNow sends epoch-style date-times)."""
+FieldType = Literal["str", "code", "int", "bool", "datetime", "seconds", "number"]
+"""``seconds``: a duration, stored as whole seconds (ServiceNow sends epoch-style date-times);
+``number``: a derived amount (a cost), never stored."""
 CanonicalRecord = dict[str, Any]
 
 IDENTITY_FIELDS = ("source", "source_id", "updated_at", "mapping_version")
@@ -62,6 +63,7 @@ INCIDENT = KindSchema(
         "urgency": "code",
         "category": "str",
         "assignment_group": "str",
+        "assigned_to": "str",
         "service": "str",
         "contact_type": "code",
         "close_code": "code",
@@ -69,6 +71,9 @@ INCIDENT = KindSchema(
         "first_response_at": "datetime",
         "resolved_at": "datetime",
         "closed_at": "datetime",
+        "resolved_by": "str",
+        "auto_resolved": "bool",  # resolved_by is one of the mapping's automation_actors
+        "kb_used": "bool",  # a knowledge article was used / linked
         "reopen_count": "int",
         "reassignment_count": "int",
         "made_sla": "bool",
@@ -104,6 +109,14 @@ INCIDENT = KindSchema(
         # (``sla_attainment`` in the mapping): met / not met / None = no SLA.
         "sla_met": "bool",
         "response_sla_met": "bool",
+        # The support tier of the resolving group (catalogue [tiers], else the group record).
+        "tier": "str",
+        # Unit cost by the catalogue's [[cost]] table valid when the record was resolved.
+        "unit_cost": "number",
+        # The change the incident is attributed to (caused_by link, else the service and
+        # time-window rule of [attribution]) and when that change ended.
+        "attributed_change": "str",
+        "change_end": "datetime",
     },
 )
 
@@ -125,6 +138,12 @@ CHANGE = KindSchema(
         "work_start": "datetime",
         "work_end": "datetime",
         "closed_at": "datetime",
+    },
+    derived={
+        # Incidents attributed to this change (see the incident's attributed_change) and the
+        # sum of their unit costs.
+        "caused_incidents": "int",
+        "caused_incident_cost": "number",
     },
     standard_values={
         "type": frozenset({"normal", "standard", "emergency"}),

@@ -174,3 +174,23 @@ def parse_period(text: str, zone: ZoneInfo) -> Period:
         f"cannot read period {text!r}; use 2026-10-05, 2026-W40, 2026-10, 2026-Q3, 2026 "
         "or 2026-01-01..2026-03-31"
     )
+
+
+def _year_earlier(day: date) -> date:
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - 1, day=28)
+
+
+def same_period_last_year(period: Period, zone: ZoneInfo) -> Period:
+    """The period a year before: the same month, quarter, ISO week number or days (L5-style)."""
+    first = period.start.astimezone(zone).date()
+    if period.grain == "range":
+        last = (period.end - timedelta(seconds=1)).astimezone(zone).date()
+        return date_range(_year_earlier(first), _year_earlier(last), zone)
+    if period.grain == "week":
+        iso = first.isocalendar()
+        week = min(iso.week, date(iso.year - 1, 12, 28).isocalendar().week)
+        return _period(date.fromisocalendar(iso.year - 1, week, 1), "week", zone)
+    return _period(_year_earlier(first), period.grain, zone)

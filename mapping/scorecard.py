@@ -132,6 +132,8 @@ class Reading:
 
     value: float | None
     n: int
+    stale: str | None = None
+    """Why the data behind it may be out of date (a source not synced for too long): Grey."""
 
 
 @dataclass
@@ -145,6 +147,7 @@ class MeasureResult:
     previous: float | None
     trend: Literal["up", "down", "flat", "none"]
     better: bool | None
+    stale: str | None = None
 
 
 @dataclass
@@ -236,7 +239,7 @@ def _measure(
 ) -> MeasureResult:
     now = current.get(metric.id, Reading(None, 0))
     before = previous.get(metric.id, Reading(None, 0))
-    status = status_of(now.value, now.n, spec, metric.direction)
+    status = "grey" if now.stale else status_of(now.value, now.n, spec, metric.direction)
     score = (
         normalised_score(now.value, spec, metric.direction)
         if status != "grey" and now.value is not None
@@ -244,4 +247,15 @@ def _measure(
     )
     prev_value = before.value if before.n >= spec.min_n else None
     trend, better = _trend(now.value if status != "grey" else None, prev_value, metric.direction)
-    return MeasureResult(metric, spec, now.value, now.n, status, score, prev_value, trend, better)  # type: ignore[arg-type]
+    return MeasureResult(
+        metric,
+        spec,
+        now.value,
+        now.n,
+        status,
+        score,
+        prev_value,
+        trend,  # type: ignore[arg-type]
+        better,
+        now.stale,
+    )

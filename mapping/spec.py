@@ -35,7 +35,19 @@ class KindMap(_Strict):
         names: list[str] = list(self.match)
         for spec in self.fields.values():
             names.extend([spec] if isinstance(spec, str) else spec)
+        facts = {"@link.": "fields.issuelinks", "@label.": "fields.labels"}
+        names = [next((v for k, v in facts.items() if n.startswith(k)), n) for n in names]
         return [n for n in dict.fromkeys(names) if not n.startswith("@")]
+
+
+class SlaGoals(_Strict):
+    """``[sla_goals]``: the SLA clock computed from the ticket's own timestamps, for a source
+    without SLA records: met when the business hours from opened to resolved (to the first
+    response) stay within the priority's goal. ``calendar``: else the group's or default one."""
+
+    calendar: str | None = None
+    resolution: dict[str, float] = Field(default_factory=dict)  # canonical priority -> hours
+    response: dict[str, float] = Field(default_factory=dict)
 
 
 class MappingSpec(_Strict):
@@ -44,10 +56,15 @@ class MappingSpec(_Strict):
     version: str = Field(min_length=1)
     datetime_format: str = "%Y-%m-%d %H:%M:%S"
     timezone: ZoneName = "UTC"
-    sla_attainment: Literal["auto", "sla_records", "made_sla"] = "auto"
+    sla_attainment: Literal["auto", "sla_records", "made_sla", "goals"] = "auto"
     """Where an incident's "SLA met" comes from: its SLA cycles (``sla_records``), the
-    source's own flag (``made_sla``), or ``auto``: cycles when this source syncs the
-    stream mapped to ``[sla]``, the flag otherwise."""
+    source's own flag (``made_sla``), a clock over its timestamps against ``[sla_goals]``
+    (``goals``), or ``auto``: cycles when this source syncs the stream mapped to ``[sla]``,
+    the flag otherwise."""
+    sla_goals: SlaGoals | None = None
+    automation_actors: list[str] = Field(default_factory=list)
+    """Who resolves tickets by automation (user ids or names as ``resolved_by`` holds them):
+    an incident resolved by one of them is ``auto_resolved`` (metric L3)."""
     incident: KindMap | None = None
     change: KindMap | None = None
     sla: KindMap | None = None
@@ -72,6 +89,8 @@ class MappingSpec(_Strict):
                 )
         if self.sla_attainment == "sla_records" and self.sla is None:
             problems.append("sla_attainment: 'sla_records' needs an [sla] map")
+        if self.sla_attainment == "goals" and self.sla_goals is None:
+            problems.append("sla_attainment: 'goals' needs [sla_goals] (hours per priority)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -81,7 +100,7 @@ class MappingSpec(_Strict):
 
     def uses_sla_records(self, synced_streams: list[str]) -> bool:
         """Whether incidents of this source take "SLA met" from SLA cycles (see sla_attainment)."""
-        if self.sla_attainment == "made_sla" or self.sla is None:
+        if self.sla_attainment in ("made_sla", "goals") or self.sla is None:
             return False
         return self.sla_attainment == "sla_records" or self.sla.stream in synced_streams
 

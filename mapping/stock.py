@@ -34,6 +34,38 @@ def _dimensions(metric: MetricSpec, row: Mapping[str, Any]) -> list[str]:
     return dims
 
 
+def place(
+    metric: MetricSpec, row: Mapping[str, Any], period: Period, start: datetime
+) -> tuple[float, float] | None:
+    """A record's (numerator, denominator) part in a period, or None when it has none there.
+
+    flow_ratio: (started in it, ended in it); stock: (0, open at its end); stock_ratio:
+    (open longer than age_days at its end, open at its end)."""
+    if metric.kind == "flow_ratio":
+        end = row.get(metric.end or "")
+        started, finished = period.contains(start), end is not None and period.contains(end)
+        return (float(started), float(finished)) if started or finished else None
+    ended = _ended(metric, row)
+    if not (start < period.end and (ended is None or ended >= period.end)):
+        return None
+    aged = metric.kind == "stock_ratio" and period.end - start > timedelta(
+        days=metric.age_days or 0
+    )
+    return float(aged), 1.0
+
+
+def interval_value(
+    metric: MetricSpec, period: Period, dim: str, num: float, den: float, drop: dict[str, int]
+) -> MetricValue:
+    if metric.kind == "stock":
+        return MetricValue(metric.id, period, dim, den, den, None, int(den), drop)
+    if metric.kind == "stock_ratio":
+        value = 100.0 * num / den if den else None
+        return MetricValue(metric.id, period, dim, value, num, den, int(den), drop)
+    value = num / den if den else None
+    return MetricValue(metric.id, period, dim, value, num, den, int(num + den), drop)
+
+
 def evaluate_interval(
     metric: MetricSpec, rows: Iterable[Mapping[str, Any]], periods: Sequence[Period]
 ) -> list[MetricValue]:
@@ -43,49 +75,26 @@ def evaluate_interval(
     numerators: dict[tuple[Period, str], float] = defaultdict(float)
     denominators: dict[tuple[Period, str], float] = defaultdict(float)
     excluded: dict[tuple[Period, str], Counter[str]] = defaultdict(Counter)
-    age = timedelta(days=metric.age_days or 0)
     for row in rows:
         start = row.get(metric.start or "")
         if start is None or not population.matches(row):
             continue
         reason = next((name for name, rule in exclusions if rule.matches(row)), None)
         dims = _dimensions(metric, row)
-        if metric.kind == "flow_ratio":
-            end = row.get(metric.end or "")
-            for period in periods:
-                started, finished = period.contains(start), end is not None and period.contains(end)
-                if not (started or finished):
-                    continue
-                for dim in dims:
-                    if reason is not None:
-                        excluded[(period, dim)][reason] += 1
-                        continue
-                    numerators[(period, dim)] += started
-                    denominators[(period, dim)] += finished
-            continue
-        ended = _ended(metric, row)
         for period in periods:
-            open_at_end = start < period.end and (ended is None or ended >= period.end)
-            if not open_at_end:
+            part = place(metric, row, period, start)
+            if part is None:
                 continue
             for dim in dims:
                 if reason is not None:
                     excluded[(period, dim)][reason] += 1
                     continue
-                denominators[(period, dim)] += 1
-                if metric.kind == "stock_ratio" and period.end - start > age:
-                    numerators[(period, dim)] += 1
-    keys = set(denominators) | set(excluded) | {(p, ALL) for p in periods}
+                numerators[(period, dim)] += part[0]
+                denominators[(period, dim)] += part[1]
+    keys = set(denominators) | set(numerators) | set(excluded) | {(p, ALL) for p in periods}
     out = []
     for period, dim in sorted(keys, key=lambda k: (k[0], k[1] != ALL, k[1])):
         num, den = numerators.get((period, dim), 0.0), denominators.get((period, dim), 0.0)
         drop = dict(excluded.get((period, dim), {}))
-        if metric.kind == "stock":
-            out.append(MetricValue(metric.id, period, dim, den, den, None, int(den), drop))
-        elif metric.kind == "stock_ratio":
-            value = 100.0 * num / den if den else None
-            out.append(MetricValue(metric.id, period, dim, value, num, den, int(den), drop))
-        else:
-            value = num / den if den else None
-            out.append(MetricValue(metric.id, period, dim, value, num, den, int(num + den), drop))
+        out.append(interval_value(metric, period, dim, num, den, drop))
     return out

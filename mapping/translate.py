@@ -19,6 +19,14 @@ _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
 
+LINK = "@link."
+"""``@link.is caused by``: the id of the first issue linked with that description (Jira
+``issuelinks``: an ``inwardIssue`` reads with the type's inward phrase, an ``outwardIssue``
+with its outward one)."""
+LABEL = "@label."
+"""``@label.kb-used``: whether the record carries that label (None when labels are absent)."""
+
+
 class SkippedRecord(Exception):
     """This record cannot be mapped; the reason is counted and logged, the run goes on."""
 
@@ -44,8 +52,13 @@ class Translator:
             sources = (spec_fields,) if isinstance(spec_fields, str) else tuple(spec_fields or ())
             values = kind_map.values.get(name, {}) if kind == "code" else None
             self._plan.append((name, kind, sources, values))
-        self._uses_history = any(
-            s.startswith("@history.") for _, _, ss, _ in self._plan for s in ss
+        names = [n for _, _, sources, _ in self._plan for n in sources]
+        self._uses_history = any(n.startswith("@history.") for n in names)
+        self._link_facts = sorted({n for n in names if n.startswith(LINK)})
+        self._label_facts = sorted({n for n in names if n.startswith(LABEL)})
+        self._actors = frozenset(spec.automation_actors)
+        self._derive_automation = (
+            "auto_resolved" in schema.fields and "auto_resolved" not in kind_map.fields
         )
 
     def mismatch(self, data: Mapping[str, Any]) -> str | None:
@@ -72,6 +85,8 @@ class Translator:
         if self._uses_history:  # facts named @history.<fact>, computed once per record
             facts = {f"@history.{k}": v for k, v in history_facts(data).items()}
             data = {**data, **facts}
+        if self._link_facts or self._label_facts:
+            data = {**data, **_link_and_label_facts(data, self._link_facts, self._label_facts)}
         for name, kind, sources, values in self._plan:
             raw = _first_present(data, sources)
             if values is not None and len(sources) > 1:
@@ -90,6 +105,10 @@ class Translator:
                 record[name] = values.get(value) if value is not None else None
             else:
                 record[name] = value
+        if self._derive_automation:
+            resolver = record.get("resolved_by")
+            known = resolver is not None and self._actors
+            record["auto_resolved"] = resolver in self._actors if known else None
         return record
 
     def _convert(self, kind: FieldType, raw: Any) -> Any:
@@ -214,3 +233,26 @@ def _to_bool(raw: Any) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(f"{text[:40]!r} is not true or false")
+
+
+def _link_and_label_facts(
+    data: Mapping[str, Any], links: list[str], labels: list[str]
+) -> dict[str, Any]:
+    fields = data.get("fields") or {}
+    facts: dict[str, Any] = {}
+    for name in links:
+        phrase = name[len(LINK) :].strip().lower()
+        facts[name] = None
+        for link in fields.get("issuelinks") or []:
+            kind = link.get("type") or {}
+            for side, issue_key in (("inward", "inwardIssue"), ("outward", "outwardIssue")):
+                issue = link.get(issue_key)
+                if issue and str(kind.get(side) or "").strip().lower() == phrase:
+                    facts[name] = issue.get("id")
+                    break
+            if facts[name] is not None:
+                break
+    present = fields.get("labels")
+    for name in labels:
+        facts[name] = None if present is None else name[len(LABEL) :] in present
+    return facts

@@ -43,6 +43,11 @@ GROUPS = (
     ("Identity & Access", "2", 0.1),
 )
 CATEGORIES = ("inquiry", "software", "hardware", "network", "database")
+# business services (cmdb_ci_service sys_ids): incidents and changes name one, or none
+SERVICES = tuple(f"{0x5E12 + i:04x}{'0' * 24}{i:04x}" for i in range(40))
+AGENTS_PER_GROUP = 8
+AUTOMATION_USER = "a0be0e1000000000000000000000a070"
+"""The sys_id of the instance's automation user (flows, auto-resolution), named in the mapping."""
 CONTACT_TYPES = (
     ("phone", 0.35),
     ("email", 0.25),
@@ -125,8 +130,24 @@ def incidents(
     desk = group_rows[0]["sys_id"]
     escalation = [(g["sys_id"], w) for g, (_, _, w) in zip(group_rows, GROUPS, strict=True) if w]
     priorities = tuple((p, share) for p, (share, _, _) in PRIORITIES.items())
+    people = random.Random(seed + 7)  # its own stream: adding people moved no other value
     for i in range(count):
-        yield _incident(rng, i, start, days, end, desk, tuple(escalation), priorities)
+        row = _incident(rng, i, start, days, end, desk, tuple(escalation), priorities)
+        _people_and_knowledge(people, row)
+        yield row
+
+
+def _people_and_knowledge(rng: random.Random, row: dict[str, Any]) -> None:
+    """Assignee from the group's agents, resolver (automation for some), service, KB use."""
+    group = row["assignment_group"]
+    if row["state"] != "1":
+        row["assigned_to"] = f"{group[:24]}{rng.randrange(AGENTS_PER_GROUP):08x}"
+    if row["resolved_at"]:
+        automated = row["priority"] in ("4", "5") and rng.random() < 0.12
+        row["resolved_by"] = AUTOMATION_USER if automated else row["assigned_to"]
+    row["knowledge"] = "true" if rng.random() < 0.22 else "false"
+    if rng.random() < 0.6:
+        row["business_service"] = rng.choice(SERVICES)
 
 
 def _incident(
@@ -184,7 +205,7 @@ def _incident(
         "category": rng.choice(CATEGORIES),
         "contact_type": _pick(rng, CONTACT_TYPES),
         "assignment_group": group,
-        "assigned_to": _sys_id(rng) if state != "1" else "",
+        "assigned_to": "",
         "caller_id": _sys_id(rng),
         "opened_at": _fmt(opened),
         "sys_created_on": _fmt(opened),
@@ -201,6 +222,8 @@ def _incident(
         "problem_id": "",
         "caused_by": "",
         "business_service": "",
+        "resolved_by": "",
+        "knowledge": "false",
     }
 
 

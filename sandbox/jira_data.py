@@ -12,6 +12,7 @@ user's zone.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ PRIORITIES = (
     ("4", "Low", 0.35, 72),
 )
 AGENTS = [f"5b10ac8d82e05b22cc7d4e{i:03d}" for i in range(12)]
+AUTOMATION = "557058:f58131cb-b67d-43c7-b30d-6b58d40bd077"  # "Automation for Jira" on Cloud
+# components standing for services
+SERVICES = ("Email", "VPN", "ERP", "Website", "Payroll", "Wi-Fi", "Printing", "CRM", "HR portal")
+CAUSE = {"id": "10002", "name": "Cause", "inward": "is caused by", "outward": "causes"}
 
 
 @dataclass
@@ -164,6 +169,9 @@ def generate_jira(
     """``count`` issues over the year before ``end``: 60 % incidents, 30 % requests, 10 % changes."""
     rng = random.Random(seed)
     feedback = random.Random(seed + 1)  # its own stream: the rest of the data does not move
+    extras = random.Random(seed + 2)  # services, labels, links, automation: their own stream
+    changes: list[dict[str, Any]] = []
+    linkable: list[dict[str, Any]] = []  # incidents, linked to changes once all exist
     start = end - timedelta(days=365)
     issues: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}
@@ -294,6 +302,9 @@ def generate_jira(
                 fields[FIELD_IDS["satisfaction_date"]] = answered
                 updated = max(updated, answered)
                 fields["updated"] = updated
+        _extras(
+            extras, kind, fields, issue_histories, changes, linkable, issue_id, f"{project}-{i + 1}"
+        )
         issues.append(
             {
                 "id": issue_id,
@@ -304,7 +315,75 @@ def generate_jira(
                 "_resolved": resolved_at,
             }
         )
+    _link_causes(extras, linkable, changes)
     return JiraDataset(issues=issues, histories=histories, fields=field_definitions())
+
+
+def _link_causes(
+    rng: random.Random, incidents: list[dict[str, Any]], changes: list[dict[str, Any]]
+) -> None:
+    """Some incidents are linked "is caused by" to the change that finished last within
+    three days before they were created (and take that change's service)."""
+    done = sorted(
+        (c for c in changes if c["fields"]["resolutiondate"] is not None),
+        key=lambda c: c["fields"]["resolutiondate"],
+    )
+    ends = [c["fields"]["resolutiondate"] for c in done]
+    for incident in incidents:
+        fields = incident["fields"]
+        i = bisect.bisect_right(ends, fields["created"]) - 1
+        if i < 0 or fields["created"] - ends[i] > timedelta(days=3) or rng.random() >= 0.08:
+            continue
+        change = done[i]
+        link = {"id": f"3{incident['id']}", "type": CAUSE}
+        fields["issuelinks"].append(
+            link | {"inwardIssue": {"id": change["id"], "key": change["key"]}}
+        )
+        change["fields"]["issuelinks"].append(
+            link | {"outwardIssue": {"id": incident["id"], "key": incident["key"]}}
+        )
+        fields["components"] = list(change["fields"]["components"])
+
+
+def _extras(
+    rng: random.Random,
+    kind: str,
+    fields: dict[str, Any],
+    histories: list[dict[str, Any]],
+    changes: list[dict[str, Any]],
+    incidents: list[dict[str, Any]],
+    issue_id: str,
+    key: str,
+) -> None:
+    """A service (component), a "kb-used" label, and automation resolving some low ones."""
+    fields["labels"] = []
+    fields["issuelinks"] = []
+    fields["components"] = []
+    if kind in ("incident", "change") and rng.random() < 0.7:
+        service = rng.choice(SERVICES)
+        fields["components"] = [{"id": str(10100 + SERVICES.index(service)), "name": service}]
+    if kind == "change":
+        changes.append({"id": issue_id, "key": key, "fields": fields})
+        return
+    if kind == "incident":
+        incidents.append({"id": issue_id, "key": key, "fields": fields})
+    if kind != "incident":
+        return
+    if rng.random() < 0.25:
+        fields["labels"].append("kb-used")
+    low = fields["priority"]["name"] in ("Low", "Lowest")
+    if fields["resolutiondate"] is not None and low and rng.random() < 0.15:
+        resolving = [h for h in histories if any(_resolves(i) for i in h["items"])]
+        if resolving:
+            resolving[-1]["author"] = {
+                "accountId": AUTOMATION,
+                "displayName": "Automation for Jira",
+                "active": True,
+            }
+
+
+def _resolves(item: dict[str, Any]) -> bool:
+    return item.get("field") == "status" and item.get("to") == STATUSES["resolved"][0]
 
 
 def _status_item(before: str, after: str) -> dict[str, Any]:

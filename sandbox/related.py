@@ -15,7 +15,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox.generator import PRIORITIES, SN_FORMAT
+from sandbox.generator import PRIORITIES, SERVICES, SN_FORMAT
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RESPONSE_GOAL_HOURS = {"1": 0.25, "2": 1.0, "3": 4.0, "4": 8.0, "5": 24.0}
@@ -92,6 +92,7 @@ def changes(
                 "approval": "approved" if state != "4" else "rejected",
                 "category": rng.choice(("Software", "Hardware", "Network", "Database")),
                 "assignment_group": rng.choice(group_ids),
+                "business_service": "",
                 "opened_at": _fmt(opened),
                 "sys_created_on": _fmt(opened),
                 "start_date": _fmt(planned_start),
@@ -158,13 +159,14 @@ def link_incidents(
     )
     ends = [row["work_end"] for row in implemented]
     for incident in incidents:
-        if implemented and rng.random() < 0.04:
+        if implemented and rng.random() < 0.015:
             # the latest change finished within three days before the incident opened
             i = bisect.bisect_left(ends, incident["opened_at"]) - 1
             opened = _parse(incident["opened_at"])
             change_end = _parse(ends[i]) if i >= 0 else None
             if opened and change_end and opened - change_end <= timedelta(days=3):
                 incident["caused_by"] = implemented[i]["sys_id"]
+                incident["business_service"] = implemented[i]["business_service"]
         if problem_rows and rng.random() < 0.08:
             problem = rng.choice(problem_rows)
             incident["problem_id"] = problem["sys_id"]
@@ -360,6 +362,9 @@ def related_tables(
     group_ids = [g["sys_id"] for g in groups]
     count = len(incidents)
     change_rows = changes(rng, max(1, count // 10), start=start, end=end, group_ids=group_ids)
+    services = random.Random(len(change_rows))  # its own stream: no other value moved
+    for row in change_rows:
+        row["business_service"] = services.choice(SERVICES)
     problem_rows = problems(rng, max(1, count // 40), start=start, end=end, group_ids=group_ids)
     link_incidents(rng, incidents, change_rows, problem_rows)
     definitions = contract_slas(rng)

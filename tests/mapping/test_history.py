@@ -17,10 +17,10 @@ STATUSES = SHARED_DATA / "jira_cloud_devlake_statuses.jsonl.gz"
 JIRA_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"
 
 
-def move(when: str, before: str, after: str, **extra: Any) -> dict[str, Any]:
+def move(when: str, before: str, after: str, by: str = "", **extra: Any) -> dict[str, Any]:
     items = [{"field": "status", "fromCategory": before, "toCategory": after}]
     items += [{"field": k, **v} for k, v in extra.items()]
-    return {"created": when, "items": items}
+    return {"created": when, "items": items, "author": {"accountId": by} if by else {}}
 
 
 def test_reopen_clears_the_resolution_time_and_the_last_resolution_counts() -> None:
@@ -29,9 +29,9 @@ def test_reopen_clears_the_resolution_time_and_the_last_resolution_counts() -> N
         "changelog": {
             "histories": [
                 move("2026-05-01T09:00:00.000+0000", "new", "indeterminate"),
-                move("2026-05-02T09:00:00.000+0000", "indeterminate", "done"),
-                move("2026-05-03T09:00:00.000+0000", "done", "indeterminate"),
-                move("2026-05-04T09:00:00.000+0000", "indeterminate", "done"),
+                move("2026-05-02T09:00:00.000+0000", "indeterminate", "done", by="agent"),
+                move("2026-05-03T09:00:00.000+0000", "done", "indeterminate", by="customer"),
+                move("2026-05-04T09:00:00.000+0000", "indeterminate", "done", by="robot"),
                 {
                     "created": "2026-05-01T08:00:00.000+0000",
                     "items": [{"field": "assignee", "from": None, "to": "a"}],
@@ -46,12 +46,14 @@ def test_reopen_clears_the_resolution_time_and_the_last_resolution_counts() -> N
     facts = history_facts(record)
     assert facts == {
         "resolved_at": "2026-05-04T09:00:00.000+0000",
+        "resolved_by": "robot",  # who resolved it last, not the first resolver
         "reopen_count": 1,
         "reassignment_count": 1,
         "first_response_at": "2026-05-01T08:00:00.000+0000",
     }
     record["fields"]["status"]["statusCategory"]["key"] = "indeterminate"
-    assert history_facts(record)["resolved_at"] is None  # open again: not resolved
+    reopened = history_facts(record)
+    assert reopened["resolved_at"] is None and reopened["resolved_by"] is None  # open again
 
 
 def test_a_workflow_migration_is_not_a_reopen() -> None:

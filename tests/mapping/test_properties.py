@@ -35,6 +35,12 @@ incidents = st.lists(
             "reassignment_count": st.one_of(st.none(), st.integers(0, 5)),
             "sla_met": st.one_of(st.none(), st.booleans()),
             "problem_id": st.one_of(st.none(), st.just("p")),
+            "assignment_group": st.sampled_from(["desk", "network", None]),
+            "assigned_to": st.sampled_from(["ann", "bob", "cy", None]),
+            "kb_used": st.one_of(st.none(), st.booleans()),
+            "auto_resolved": st.one_of(st.none(), st.booleans()),
+            "tier": st.sampled_from(["L1", "L2", None]),
+            "unit_cost": st.one_of(st.none(), st.sampled_from([22.0, 84.0])),
             "opened": st.integers(0, 180 * 24),
             "hours": st.floats(-5, 500, allow_nan=False),
         }
@@ -63,8 +69,9 @@ def test_record_order_never_changes_a_value(drawn: list[dict[str, Any]], seed: i
     shuffled = list(data)
     random.Random(seed).shuffle(shuffled)
     for metric in RECORD_METRICS:
-        a = evaluate(metric, data, [Q1, *MONTHS])
-        b = evaluate(metric, shuffled, [Q1, *MONTHS])
+        clocks = CATALOGUE.calendar_choice(metric)
+        a = evaluate(metric, data, [Q1, *MONTHS], clocks)
+        b = evaluate(metric, shuffled, [Q1, *MONTHS], clocks)
         assert [(v.period, v.dimension, v.n, v.exclusions) for v in a] == [
             (v.period, v.dimension, v.n, v.exclusions) for v in b
         ]

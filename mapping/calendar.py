@@ -1,0 +1,138 @@
+"""Business-hours calendars: working hours per weekday in a zone, minus holidays.
+
+Durations "in business hours" count only the seconds inside working hours,
+as a service desk's SLA clock does. Days are cut in the calendar's own zone,
+so a DST day has its working hours at the local clock times.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mapping.periods import ZoneName
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SPAN = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def _spans(text: str) -> list[tuple[int, int]]:
+    """``"08:00-12:00, 13:00-17:30"`` -> [(28800, 43200), (46800, 63000)] seconds of the day."""
+    spans = []
+    for part in text.split(","):
+        match = _SPAN.match(part)
+        if not match:
+            raise ValueError(f"{part.strip()!r} is not HH:MM-HH:MM")
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        start, end = h1 * 3600 + m1 * 60, h2 * 3600 + m2 * 60
+        if not (0 <= start < end <= 86400) or m1 > 59 or m2 > 59:
+            raise ValueError(f"{part.strip()!r} is not a span within one day (up to 24:00)")
+        spans.append((start, end))
+    spans.sort()
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        if start < end:
+            raise ValueError(f"{text!r}: spans overlap")
+    return spans
+
+
+class CalendarSpec(BaseModel):
+    """``[[calendar]]``: a name, a zone, ``hours`` per weekday (absent = closed), holidays."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    zone: ZoneName = "UTC"
+    hours: dict[str, str]
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("hours")
+    @classmethod
+    def _days(cls, hours: dict[str, str]) -> dict[str, str]:
+        for day, text in hours.items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"{day!r} is not a weekday (use {', '.join(WEEKDAYS)})")
+            _spans(text)
+        if not hours:
+            raise ValueError("a calendar needs working hours on at least one weekday")
+        return hours
+
+    def clock(self) -> BusinessClock:
+        """A clock for this calendar, shared by every computation (its day cache too)."""
+        return _clock(self.model_dump_json())
+
+
+@lru_cache(maxsize=64)
+def _clock(spec_json: str) -> BusinessClock:
+    return BusinessClock(CalendarSpec.model_validate_json(spec_json))
+
+
+class BusinessClock:
+    """Counts working seconds between two moments; working spans are cached per local day."""
+
+    def __init__(self, spec: CalendarSpec) -> None:
+        self.name = spec.name
+        self._zone = ZoneInfo(spec.zone)
+        self._week = [_spans(spec.hours[d]) if d in spec.hours else [] for d in WEEKDAYS]
+        self._holidays = frozenset(spec.holidays)
+        self._days: dict[date, list[tuple[datetime, datetime]]] = {}
+
+    def _working(self, day: date) -> list[tuple[datetime, datetime]]:
+        spans = self._days.get(day)
+        if spans is None:
+            spans = []
+            if day not in self._holidays:
+                for start, end in self._week[day.weekday()]:
+                    spans.append((self._at(day, start), self._at(day, end)))
+            self._days[day] = spans
+        return spans
+
+    def _at(self, day: date, seconds: int) -> datetime:
+        day, seconds = (day + timedelta(days=1), 0) if seconds == 86400 else (day, seconds)
+        local = datetime.combine(day, time(seconds // 3600, seconds % 3600 // 60), self._zone)
+        return local.astimezone(UTC)
+
+    def seconds(self, start: datetime, end: datetime) -> float:
+        """Working seconds in [start, end); 0 when end is not after start."""
+        if end <= start:
+            return 0.0
+        first = start.astimezone(self._zone).date()
+        last = end.astimezone(self._zone).date()
+        total = 0.0
+        day = first
+        while day <= last:
+            for span_start, span_end in self._working(day):
+                lo, hi = max(span_start, start), min(span_end, end)
+                if hi > lo:
+                    total += (hi - lo).total_seconds()
+            day += timedelta(days=1)
+        return total
+
+    def hours(self, start: datetime, end: datetime) -> float:
+        return self.seconds(start, end) / 3600
+
+
+class CalendarChoice:
+    """Which calendar a record's business clock runs on: the metric's own, else its
+    assignment group's (``[business_hours] by_group``), else the default one."""
+
+    def __init__(
+        self,
+        calendars: dict[str, CalendarSpec],
+        default: str | None,
+        by_group: dict[str, str],
+        fixed: str | None = None,
+    ) -> None:
+        self._fixed = calendars[fixed].clock() if fixed else None
+        self._default = calendars[default].clock() if default else None
+        self._by_group = {group: calendars[name].clock() for group, name in by_group.items()}
+
+    def for_row(self, group: object) -> BusinessClock | None:
+        if self._fixed is not None:
+            return self._fixed
+        clock = self._by_group.get(group) if isinstance(group, str) else None
+        return clock or self._default
