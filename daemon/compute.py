@@ -11,9 +11,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, and_, or_, select
+from sqlalchemy import Connection, Engine, select
 
-from daemon import store
+from daemon import aggregate, store
 from daemon.derive import Deriver, stored_columns
 from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config
@@ -93,17 +93,33 @@ def compute(
         if periods and not metrics[metric_id].live:
             groups[(metrics[metric_id].record, metrics[metric_id].cohort)].append(metric_id)
     values: list[MetricValue] = []
+    composites = [(metrics[m], p) for m, p in plan.items() if p and metrics[m].composite]
     for metric_id, periods in plan.items():
         metric = metrics[metric_id]
-        if periods and metric.composite:
-            values.extend(_composite(conn, config, metric, periods))
-        elif periods and metric.live and not metric.manual:
-            values.extend(evaluate_interval(metric, interval_rows(conn, metric, periods), periods))
+        if periods and metric.live and not metric.manual and not metric.composite:
+            if aggregate.can_group(config, metric):
+                values.extend(aggregate.grouped_interval_values(conn, metric, periods))
+            else:
+                rows = interval_rows(conn, metric, periods)
+                values.extend(evaluate_interval(metric, rows, periods))
     if manual:
         from daemon.inputs import manual_values  # the register is only read when asked for
 
         values.extend(manual_values(conn, config, manual, {k: list(v) for k, v in plan.items()}))
-    for (kind, cohort), ids in groups.items():
+    for (kind, cohort), all_ids in groups.items():
+        # Counting metrics are grouped by the database; the others stream their records.
+        grouped = [i for i in all_ids if aggregate.can_group(config, metrics[i])]
+        for metric_id in grouped:
+            values.extend(
+                aggregate.grouped_values(conn, config, metrics[metric_id], plan[metric_id])
+            )
+        ids = [i for i in all_ids if i not in grouped]
+        # A metric whose population the database can select reads only those records.
+        for metric_id in [i for i in ids if aggregate.population_sql(metrics[i]) is not None]:
+            ids.remove(metric_id)
+            values.extend(_one_pass(conn, config, metrics[metric_id], plan[metric_id]))
+        if not ids:
+            continue
         columns = sorted({c for i in ids for c in metrics[i].required_fields()})
         lo = min(p.start for i in ids for p in plan[i])
         hi = max(p.end for i in ids for p in plan[i])
@@ -117,7 +133,31 @@ def compute(
                 evaluation.add(row)
         for evaluation in evaluations:
             values.extend(evaluation.results())
+    if composites:  # last: they reuse what this call computed for their parts
+        done = {(v.metric, v.period) for v in values}
+        for metric, periods in composites:
+            values.extend(_composite(conn, config, metric, periods, values, done))
     return values
+
+
+def _one_pass(
+    conn: Connection, config: Config, metric: MetricSpec, periods: Sequence[Period]
+) -> list[MetricValue]:
+    lo, hi = min(p.start for p in periods), max(p.end for p in periods)
+    rows = canonical_rows(
+        conn,
+        config,
+        metric.record,
+        metric.cohort,
+        metric.required_fields(),
+        lo,
+        hi,
+        where=aggregate.population_sql(metric),
+    )
+    evaluation = Evaluation(metric, periods, config.catalogue.calendar_choice(metric))
+    for row in rows:
+        evaluation.add(row)
+    return evaluation.results()
 
 
 def canonical_rows(
@@ -128,13 +168,17 @@ def canonical_rows(
     columns: Sequence[str],
     lo: datetime,
     hi: datetime,
+    where: Any = None,
 ) -> Iterator[Mapping[str, Any]]:
-    """Live rows of ``kind`` whose cohort time is in [lo, hi), streamed, derived fields added."""
+    """Live rows of ``kind`` whose cohort time is in [lo, hi), streamed, derived fields added
+    (and only those ``where`` selects: a metric's population, when SQL can say it)."""
     table = CANONICAL_TABLES[kind]
     stored, derived = stored_columns(kind, columns)
     query = select(*(table.c[c] for c in stored)).where(
         table.c[cohort] >= lo, table.c[cohort] < hi, table.c.deleted_at.is_(None)
     )
+    if where is not None:
+        query = query.where(where)
     derive = Deriver(conn, config, kind, cohort, derived, lo, hi) if derived else None
     # Statement-level: Connection.execution_options would change the connection itself.
     result = conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH))
@@ -144,16 +188,25 @@ def canonical_rows(
 
 
 def _composite(
-    conn: Connection, config: Config, metric: MetricSpec, periods: Sequence[Period]
+    conn: Connection,
+    config: Config,
+    metric: MetricSpec,
+    periods: Sequence[Period],
+    known: Sequence[MetricValue],
+    done: set[tuple[str, Period]],
 ) -> list[MetricValue]:
-    """A metric over other metrics' values: they are computed for the periods it needs."""
+    """A metric over other metrics' values: reused when already computed, else computed."""
+    earlier = {p: same_period_last_year(p, config.zone) for p in periods}
+
+    def base(of: str, wanted: Sequence[Period]) -> list[MetricValue]:
+        missing = sorted({p for p in wanted if (of, p) not in done})
+        have = [v for v in known if v.metric == of and v.period in set(wanted)]
+        return have + (compute(conn, config, {of: missing}) if missing else [])
+
     if metric.kind == "year_over_year":
-        earlier = {p: same_period_last_year(p, config.zone) for p in periods}
         wanted = sorted({*periods, *earlier.values()})
-        base = compute(conn, config, {metric.of[0]: wanted})
-        return combine(metric, periods, [base], earlier)
-    bases = [compute(conn, config, {of: list(periods)}) for of in metric.of]
-    return combine(metric, periods, bases, {})
+        return combine(metric, periods, [base(metric.of[0], wanted)], earlier)
+    return combine(metric, periods, [base(of, periods) for of in metric.of], {})
 
 
 def interval_rows(
@@ -164,18 +217,8 @@ def interval_rows(
 ) -> Iterator[Mapping[str, Any]]:
     """Rows a stock or flow metric can need for ``periods``: nothing that ended before them."""
     table = CANONICAL_TABLES[metric.record]
-    lo, hi = min(p.start for p in periods), max(p.end for p in periods)
-    start = table.c[metric.start or ""]
     live = table.c.deleted_at.is_(None)
-    if metric.kind == "flow_ratio":
-        end = table.c[metric.end or ""]
-        window = or_(and_(start >= lo, start < hi), and_(end >= lo, end < hi))
-    else:
-        first_end = min(p.end for p in periods)
-        ends = [table.c[c] for c in metric.closed_by]
-        window = and_(
-            start < hi, or_(and_(*(e.is_(None) for e in ends)), *(e >= first_end for e in ends))
-        )
+    window = aggregate.interval_window(table, metric, periods)
     wanted = columns or metric.required_fields()
     query = select(*(table.c[c] for c in wanted)).where(live, window)
     for row in conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH)):

@@ -45,6 +45,8 @@ class MetricValue:
 class _Bucket:
     numerator: float = 0.0
     denominator: float = 0.0
+    total: float = 0.0  # average: the summed values
+    counted: int = 0  # average: how many values
     samples: array[float] = field(default_factory=lambda: array("d"))  # 8 bytes a value
     excluded: Counter[str] = field(default_factory=Counter)
     distinct: set[Any] = field(default_factory=set)  # per_distinct: the values seen
@@ -69,6 +71,7 @@ class _Group:
 
     count: int = 0
     samples: array[float] = field(default_factory=lambda: array("d"))
+    total: float = 0.0  # average: values summed (no samples kept: the mean needs none)
 
 
 def _percentile(samples: Sequence[float], q: float) -> float:
@@ -152,7 +155,7 @@ class Evaluation:
         self._population = metric.population()
         self._exclusions = metric.exclusions()
         self._numerator = metric.numerator_filter()
-        self._sampled = metric.kind in ("duration", "average", "sum")
+        self._sampled = metric.kind in ("duration", "sum")
         self._groups: dict[tuple[tuple[int, ...], tuple[str, ...], str | None, bool, Any], _Group]
         self._groups = {}
 
@@ -184,7 +187,11 @@ class Evaluation:
         periods = tuple(self._index.periods[n] for n in found)
         return Outcome(tuple(found), periods, self._dimensions.of(row), reason, hit, sample, per)
 
-    def add(self, row: Mapping[str, Any]) -> None:
+    def add(
+        self, row: Mapping[str, Any], weight: int = 1, samples: Sequence[float] | None = None
+    ) -> None:
+        """Count ``row`` (``weight`` identical rows: the database grouped them; for a duration,
+        ``samples`` holds their hours, the row's own start and end only say they are valid)."""
         outcome = self.classify(row)
         if outcome is None:
             return
@@ -195,9 +202,16 @@ class Evaluation:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group()
-        group.count += 1
-        if self._sampled and reason is None:
-            group.samples.append(float(sample))  # type: ignore[arg-type]
+        group.count += weight
+        if reason is not None:
+            return
+        if samples is not None:
+            group.samples.extend(samples)
+        elif self._sampled:
+            value = float(sample)  # type: ignore[arg-type]
+            group.samples.extend([value] * weight) if weight > 1 else group.samples.append(value)
+        elif sample is not None:  # average
+            group.total += float(sample) * weight
 
     def results(self) -> list[MetricValue]:
         periods = self._index.periods
@@ -212,6 +226,9 @@ class Evaluation:
                         bucket.excluded[reason] += group.count
                     elif self._sampled:
                         bucket.samples.extend(group.samples)
+                    elif self.metric.kind == "average":
+                        bucket.total += group.total
+                        bucket.counted += group.count
                     else:
                         bucket.denominator += group.count
                         if hit:
@@ -272,10 +289,14 @@ def _value(metric: MetricSpec, period: Period, dimension: str, bucket: _Bucket) 
         n = len(bucket.samples)
         total = math.fsum(bucket.samples) if n else None  # nothing to add up is no data, not 0
         return MetricValue(metric.id, period, dimension, total, total, None, n, excluded)
-    if metric.kind in ("duration", "average"):
+    if metric.kind == "average":
+        n = bucket.counted
+        mean = bucket.total / n if n else None
+        total = bucket.total if n else None
+        return MetricValue(metric.id, period, dimension, mean, total, n or None, n, excluded)
+    if metric.kind == "duration":
         n = len(bucket.samples)
-        statistic = STATISTICS[metric.statistic if metric.kind == "duration" else "mean"]
-        value = statistic(bucket.samples) if n else None
+        value = STATISTICS[metric.statistic](bucket.samples) if n else None
         total = sum(bucket.samples)
         return MetricValue(
             metric.id, period, dimension, value, total if n else None, n or None, n, excluded

@@ -19,6 +19,9 @@ from mapping.catalogue import MetricSpec
 from mapping.metrics import ALL, MISSING, MetricValue
 from mapping.periods import Period
 
+WEIGHT = "_n"
+"""A row may stand for several records the database grouped: how many, under this key."""
+
 
 def _ended(metric: MetricSpec, row: Mapping[str, Any]) -> datetime | None:
     moments = [row.get(name) for name in metric.closed_by]
@@ -81,16 +84,17 @@ def evaluate_interval(
             continue
         reason = next((name for name, rule in exclusions if rule.matches(row)), None)
         dims = _dimensions(metric, row)
+        weight = row.get(WEIGHT, 1)
         for period in periods:
             part = place(metric, row, period, start)
             if part is None:
                 continue
             for dim in dims:
                 if reason is not None:
-                    excluded[(period, dim)][reason] += 1
+                    excluded[(period, dim)][reason] += weight
                     continue
-                numerators[(period, dim)] += part[0]
-                denominators[(period, dim)] += part[1]
+                numerators[(period, dim)] += part[0] * weight
+                denominators[(period, dim)] += part[1] * weight
     keys = set(denominators) | set(numerators) | set(excluded) | {(p, ALL) for p in periods}
     out = []
     for period, dim in sorted(keys, key=lambda k: (k[0], k[1] != ALL, k[1])):

@@ -1,0 +1,400 @@
+"""Metric values from rows the database has already grouped: the fast path for large stores.
+
+Counting metrics (ratio, count, average, per_distinct) need only how many
+records share each combination of the fields they read. The database groups
+the records by those fields and by the stretch of time between two period
+boundaries their cohort time falls in, and returns one row per group with its
+count; the same ``Evaluation`` that classifies single records (and that
+``explain`` uses) then classifies each group once, weighted by its count. So
+the rules live in one place, and a million records become a few thousand rows.
+
+Fields a filter only tests for emptiness (a problem link, say) are grouped by
+emptiness, not by value. Derived fields are computed in SQL here the same way
+``daemon.derive`` computes them per row: SLA met from the cycles or the flag,
+the tier of the resolving group, the unit cost valid at resolution. Metrics
+that need more (durations, attribution, SLA clocks) take the per-record path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Connection,
+    Float,
+    String,
+    and_,
+    case,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.sql import FromClause
+
+from daemon.derive import ATTRIBUTION_FIELDS, sla_record_sources
+from daemon.models import CANONICAL_TABLES
+from daemon.settings import Config
+from mapping.catalogue import MetricSpec
+from mapping.metrics import Evaluation, MetricValue
+from mapping.model import KINDS
+from mapping.periods import Period
+from mapping.stock import WEIGHT, evaluate_interval
+
+GROUPABLE_KINDS = frozenset({"ratio", "count", "average", "per_distinct"})
+INTERVAL_KINDS = frozenset({"stock", "stock_ratio", "flow_ratio"})
+FAR_PAST = datetime(1900, 1, 1, tzinfo=UTC)
+SQL_DERIVED = frozenset({"sla_met", "response_sla_met", "tier", "unit_cost"})
+
+
+def can_group(config: Config, metric: MetricSpec) -> bool:
+    """Whether the database can group this metric's records (else: the per-record path)."""
+    derived = set(metric.required_fields()) & set(KINDS[metric.record].derived)
+    if metric.kind in INTERVAL_KINDS:
+        return not derived
+    wall_clock = metric.kind == "duration" and metric.clock == "wall"
+    if metric.kind not in GROUPABLE_KINDS and not wall_clock:
+        return False
+    if wall_clock and {metric.start, metric.end} & derived:
+        return False
+    if derived - SQL_DERIVED or derived & ATTRIBUTION_FIELDS:
+        return False
+    if derived & {"sla_met", "response_sla_met"}:
+        goals = any(m.sla_attainment == "goals" for m in config.mappings.values())
+        return not goals  # an SLA clock runs per record
+    return True
+
+
+def _emptiness_only(metric: MetricSpec) -> set[str]:
+    """Fields read only by ``is_null`` conditions: grouped by emptiness, not value."""
+    uses: dict[str, set[str]] = {}
+    filters = [metric.population(), metric.numerator_filter(), *(f for _, f in metric.exclusions())]
+    for condition in (c for f in filters for c in f.conditions):
+        uses.setdefault(condition.field, set()).add(condition.op)
+    kept = {metric.cohort, *metric.breakdowns, metric.value or "", metric.per or ""}
+    return {field for field, ops in uses.items() if ops == {"is_null"} and field not in kept}
+
+
+class _Expressions:
+    """SQL for the derived fields, mirroring daemon.derive row by row."""
+
+    def __init__(self, config: Config, table: FromClause) -> None:
+        self.config = config
+        self.table = table
+        self.joins: list[tuple[FromClause, ColumnElement[bool]]] = []
+        self._tier: ColumnElement[Any] | None = None
+
+    def sla(self, name: str) -> ColumnElement[Any]:
+        sla_type = "resolution" if name == "sla_met" else "response"
+        sla = CANONICAL_TABLES["sla"]
+        breached = (
+            select(
+                sla.c.source,
+                sla.c.task,
+                func.max(case((sla.c.breached.is_(True), 1), else_=0)).label("any_breach"),
+            )
+            .where(
+                sla.c.deleted_at.is_(None),
+                sla.c.sla_type == sla_type,
+                or_(sla.c.stage.is_(None), sla.c.stage != "cancelled"),
+            )
+            .group_by(sla.c.source, sla.c.task)
+            .subquery(f"breach_{sla_type}")
+        )
+        t = self.table.c
+        self.joins.append(
+            (breached, and_(breached.c.source == t.source, breached.c.task == t.source_id))
+        )
+        by_cycles = sla_record_sources(self.config)
+        from_cycles = case(
+            (breached.c.any_breach.is_(None), null()),
+            (breached.c.any_breach == 1, literal(False)),
+            else_=literal(True),
+        )
+        flag = t.made_sla if name == "sla_met" else null()
+        if not by_cycles:
+            return type_coerce(flag, Boolean())
+        return type_coerce(case((t.source.in_(by_cycles), from_cycles), else_=flag), Boolean())
+
+    def tier(self) -> ColumnElement[Any]:
+        if self._tier is not None:
+            return self._tier
+        groups = CANONICAL_TABLES["group"]
+        t = self.table.c
+        live = and_(groups.c.deleted_at.is_(None), groups.c.tier.is_not(None))
+        by_id = select(groups.c.source, groups.c.source_id, groups.c.tier).where(live)
+        by_id_q = by_id.subquery("tier_by_id")
+        by_name_q = (
+            select(groups.c.source, groups.c.name, func.min(groups.c.tier).label("tier"))
+            .where(live, groups.c.name.is_not(None))
+            .group_by(groups.c.source, groups.c.name)
+            .subquery("tier_by_name")
+        )
+        self.joins.append(
+            (
+                by_id_q,
+                and_(by_id_q.c.source == t.source, by_id_q.c.source_id == t.assignment_group),
+            )
+        )
+        self.joins.append(
+            (
+                by_name_q,
+                and_(by_name_q.c.source == t.source, by_name_q.c.name == t.assignment_group),
+            )
+        )
+        tiers = self.config.catalogue.tiers
+        configured: ColumnElement[Any] = (
+            case(*((t.assignment_group == g, literal(v)) for g, v in tiers.groups.items()))
+            if tiers.groups
+            else null()
+        )
+        default = literal(tiers.default) if tiers.default is not None else null()
+        found = func.coalesce(configured, by_id_q.c.tier, by_name_q.c.tier, default)
+        self._tier = type_coerce(
+            case((t.assignment_group.is_(None), default), else_=found), String()
+        )
+        return self._tier
+
+    def unit_cost(self) -> ColumnElement[Any]:
+        t = self.table.c
+        moment = func.coalesce(t.resolved_at, t.opened_at)
+        branches = []
+        for entry in sorted(self.config.catalogue.cost, key=lambda c: c.valid_from, reverse=True):
+            since = datetime.combine(entry.valid_from, time(0), tzinfo=self.config.zone)
+            key = self.tier() if entry.by == "tier" else t.priority
+            default = literal(entry.default) if entry.default is not None else null()
+            price = case(
+                *((key == name, literal(cost)) for name, cost in entry.unit_cost.items()),
+                else_=default,
+            )
+            branches.append((moment >= since, price))
+        if not branches:
+            return type_coerce(null(), Float())
+        return type_coerce(case(*branches, else_=null()), Float())
+
+    def of(self, name: str) -> ColumnElement[Any]:
+        if name in ("sla_met", "response_sla_met"):
+            return self.sla(name)
+        if name == "tier":
+            return self.tier()
+        return self.unit_cost()
+
+
+def grouped_values(
+    conn: Connection, config: Config, metric: MetricSpec, periods: Sequence[Period]
+) -> list[MetricValue]:
+    """Values of a groupable metric for ``periods``, from one grouped query."""
+    table = CANONICAL_TABLES[metric.record]
+    bounds = sorted({p.start for p in periods} | {p.end for p in periods})
+    cohort = table.c[metric.cohort]
+    segment = case(*((cohort < b, i) for i, b in enumerate(bounds[1:])), else_=None)
+    derived = set(KINDS[metric.record].derived)
+    empty_only = _emptiness_only(metric)
+    expressions = _Expressions(config, table)
+    duration = metric.kind == "duration"
+    clock = {metric.start or "", metric.end or ""} if duration else set()
+    names = [f for f in metric.required_fields() if f != metric.cohort and f not in clock]
+    columns: list[ColumnElement[Any]] = []
+    for name in names:
+        if name in derived:
+            column = expressions.of(name)
+        elif name in empty_only:
+            column = case((table.c[name].is_(None), null()), else_=literal("1"))
+        else:
+            column = table.c[name]
+        columns.append(column.label(name))
+    source: FromClause = table
+    for joined, on in expressions.joins:
+        source = source.outerjoin(joined, on)
+    labelled_segment = segment.label("_segment")
+    grouped: list[Any] = [labelled_segment, *columns]
+    extra: list[Any] = []
+    if duration:
+        start, end = table.c[metric.start or ""], table.c[metric.end or ""]
+        status = case(
+            (start.is_(None), "no start"),
+            (end.is_(None), "no end"),
+            (end < start, "reversed"),
+            else_="ok",
+        ).label("_status")
+        grouped.append(status)
+        extra.append(_hours_list(conn, start, end).label("_hours"))
+    query = (
+        select(func.count().label("_n"), *grouped, *extra)
+        .select_from(source)
+        .where(cohort >= bounds[0], cohort < bounds[-1], table.c.deleted_at.is_(None))
+        .group_by(*_positions(len(grouped)))
+    )
+    evaluation = Evaluation(metric, periods, config.catalogue.calendar_choice(metric))
+    starts = bounds[:-1]
+    for row in conn.execute(query):
+        record = dict(row._mapping)
+        index = record.pop("_segment")
+        weight = record.pop("_n")
+        if index is None:
+            continue
+        moment = starts[index]
+        record[metric.cohort] = moment
+        if not duration:
+            evaluation.add(record, weight)
+            continue
+        state, hours = record.pop("_status"), record.pop("_hours")
+        # A stand-in start and end that classify as this group's records did.
+        record[metric.start or ""] = None if state == "no start" else moment
+        after = moment - timedelta(seconds=1) if state == "reversed" else moment
+        record[metric.end or ""] = None if state == "no end" else after
+        evaluation.add(record, weight, _samples(hours) if state == "ok" else None)
+    return evaluation.results()
+
+
+def _positions(count: int) -> list[Any]:
+    """GROUP BY the select list's columns 2..count+1 by position (column 1 is the count):
+    PostgreSQL refuses a constant written in GROUP BY (an SLA type a source lacks is NULL)."""
+    return [literal_column(str(i)) for i in range(2, count + 2)]
+
+
+def _hours_list(
+    conn: Connection, start: ColumnElement[Any], end: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    """The records' hours from start to end, one aggregate per group (groups are kept
+    apart by whether start and end are valid, so only valid groups' lists are read)."""
+    if conn.dialect.name == "postgresql":
+        hours = func.extract("epoch", end - start) / 3600.0
+        return func.array_agg(hours)
+    hours = (func.julianday(end) - func.julianday(start)) * 24.0
+    return func.group_concat(hours)
+
+
+def _samples(hours: Any) -> list[float]:
+    if hours is None:
+        return []
+    if isinstance(hours, str):  # SQLite: "1.5,2.25,..."
+        return [float(h) for h in hours.split(",")]
+    return [float(h) for h in hours]
+
+
+def interval_window(table: Any, metric: MetricSpec, periods: Sequence[Period]) -> Any:
+    """Records a stock or flow metric can need for ``periods``: nothing that ended before them."""
+    lo, hi = min(p.start for p in periods), max(p.end for p in periods)
+    start = table.c[metric.start or ""]
+    if metric.kind == "flow_ratio":
+        end = table.c[metric.end or ""]
+        return or_(and_(start >= lo, start < hi), and_(end >= lo, end < hi))
+    first_end = min(p.end for p in periods)
+    ends = [table.c[c] for c in metric.closed_by]
+    return and_(
+        start < hi, or_(and_(*(e.is_(None) for e in ends)), *(e >= first_end for e in ends))
+    )
+
+
+def _earliest(columns: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+    """The earliest non-empty of several timestamps (None when all are empty)."""
+    earliest = columns[0]
+    for column in columns[1:]:
+        earliest = case(
+            (earliest.is_(None), column),
+            (column.is_(None), earliest),
+            (column < earliest, column),
+            else_=earliest,
+        )
+    return earliest
+
+
+def _bucket(column: ColumnElement[Any], bounds: Sequence[datetime]) -> ColumnElement[Any]:
+    """0 below the first boundary, k in [bounds[k-1], bounds[k]), len(bounds) above; None stays."""
+    return case(
+        (column.is_(None), null()),
+        *((column < b, k) for k, b in enumerate(bounds)),
+        else_=len(bounds),
+    )
+
+
+def grouped_interval_values(
+    conn: Connection, metric: MetricSpec, periods: Sequence[Period]
+) -> list[MetricValue]:
+    """A stock or flow metric from records grouped by where their start and end fall.
+
+    Every comparison a stock or flow makes is against a boundary (a period's start
+    or end, or an end minus ``age_days``), so a record's part is decided by the
+    boundaries its timestamps lie between; a group stands for its records with the
+    lower boundary as their timestamp, which compares the same way."""
+    table = CANONICAL_TABLES[metric.record]
+    age = timedelta(days=metric.age_days or 0)
+    if metric.kind == "flow_ratio":
+        bounds = sorted({p.start for p in periods} | {p.end for p in periods})
+        end_column: ColumnElement[Any] = table.c[metric.end or ""]
+        end_name = metric.end or ""
+    else:
+        bounds = sorted({p.end for p in periods} | {p.end - age for p in periods if age})
+        end_column = _earliest([table.c[c] for c in metric.closed_by])
+        end_name = metric.closed_by[0]
+    start_name = metric.start or ""
+    empty_only = _emptiness_only(metric)
+    timestamps = {start_name, *metric.closed_by, metric.end or ""}
+    names = [f for f in metric.required_fields() if f not in timestamps]
+    columns: list[ColumnElement[Any]] = []
+    for name in names:
+        column: ColumnElement[Any] = table.c[name]
+        if name in empty_only:
+            column = case((column.is_(None), null()), else_=literal("1"))
+        columns.append(column.label(name))
+    start_bucket = _bucket(table.c[start_name], bounds).label("_start")
+    end_bucket = _bucket(end_column, bounds).label("_end")
+    query = (
+        select(func.count().label(WEIGHT), start_bucket, end_bucket, *columns)
+        .where(table.c.deleted_at.is_(None), interval_window(table, metric, periods))
+        .group_by(*_positions(2 + len(columns)))
+    )
+
+    def moment(k: int | None) -> datetime | None:
+        return None if k is None else (FAR_PAST if k == 0 else bounds[k - 1])
+
+    rows = []
+    for row in conn.execute(query):
+        record = dict(row._mapping)
+        record[start_name] = moment(record.pop("_start"))
+        ended = moment(record.pop("_end"))
+        for name in metric.closed_by:
+            record[name] = None
+        record[end_name] = ended
+        rows.append(record)
+    return evaluate_interval(metric, rows, periods)
+
+
+def population_sql(metric: MetricSpec) -> ColumnElement[bool] | None:
+    """The metric's ``where`` as SQL, when it reads only stored fields (else None).
+
+    Conditions keep the engine's meaning of an empty value: it satisfies only "not
+    equal" and "not one of", so ``ne`` and ``not_in`` also let empty values through."""
+    table = CANONICAL_TABLES[metric.record]
+    clauses: list[ColumnElement[bool]] = []
+    for condition in metric.population().conditions:
+        if condition.field not in KINDS[metric.record].fields:
+            return None
+        column = table.c[condition.field]
+        op, operand = condition.op, condition.operand
+        if op == "is_null":
+            clauses.append(column.is_(None) if operand else column.is_not(None))
+        elif op == "in":
+            clauses.append(column.in_(list(operand)))
+        elif op == "not_in":
+            clauses.append(or_(column.is_(None), column.not_in(list(operand))))
+        elif op == "ne":
+            clauses.append(or_(column.is_(None), column != operand))
+        else:
+            compare = {
+                "eq": "__eq__",
+                "gt": "__gt__",
+                "ge": "__ge__",
+                "lt": "__lt__",
+                "le": "__le__",
+            }
+            clauses.append(getattr(column, compare[op])(operand))
+    return and_(*clauses) if clauses else None
