@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bench import jira_sync, servicenow_sync
+from bench import jira_sync, scorecard, servicenow_sync
 
 
 def main() -> None:
-    rows = servicenow_sync.figures() + jira_sync.figures()
+    rows = servicenow_sync.figures() + jira_sync.figures() + scorecard.figures()
     width = max(len(r[0]) for r in rows)
     print(f"{'figure':<{width}}  {'value':>10}  {'target':>14}  meets")
     for name, value, target, met in rows:

@@ -117,6 +117,9 @@ def as_table_api(row: dict[str, str]) -> dict[str, str]:
         "problem_id": value("problem_id"),
         "caused_by": value("caused_by"),
         "rfc": value("rfc"),
+        "knowledge": value("knowledge"),
+        "assigned_to": value("assigned_to"),
+        "resolved_by": value("resolved_by"),
     }
 
 
@@ -140,6 +143,8 @@ def expected(rows: list[dict[str, str]]) -> dict[str, Any]:
         "reopen_pct": 100 * sum(int(r["reopen_count"]) > 0 for r in resolved) / len(resolved),
         "mean_reassignments": statistics.fmean(int(r["reassignment_count"]) for r in resolved),
         "resolved": len(resolved),
+        "knowledge_pct": 100 * sum(r["knowledge"] == "true" for r in resolved) / len(resolved),
+        "assigned": [r["assigned_to"] for r in resolved if r["assigned_to"] != "?"],
     }
 
 
@@ -161,7 +166,7 @@ def test_real_incident_log_figures_match_the_csv(tmp_path: Path) -> None:
     assert summary.ok and summary.streams[0].written == len(rows)
 
     everything = date_range(date(2015, 1, 1), date(2018, 12, 31), config.zone)
-    ids = ["OPENED", "C1", "I1", "I1_MEAN", "C4", "I5"]
+    ids = ["OPENED", "C1", "I1", "I1_MEAN", "C4", "I5", "L1", "L6"]
     with engine.connect() as conn:
         values = compute(conn, config, {m: [everything] for m in ids})
     got: dict[tuple[str, str], MetricValue] = {(v.metric, v.dimension): v for v in values}
@@ -177,3 +182,8 @@ def test_real_incident_log_figures_match_the_csv(tmp_path: Path) -> None:
     assert got[("C4", "all")].value == pytest.approx(want["reopen_pct"])
     assert got[("I5", "all")].value == pytest.approx(want["mean_reassignments"])
     assert got[("I1", "all")].exclusions == {}
+    # Knowledge use (the log's "knowledge" flag) and tickets per agent, from the real log
+    assert got[("L1", "all")].value == pytest.approx(want["knowledge_pct"])
+    l6 = got[("L6", "all")]
+    assert (l6.numerator, l6.denominator) == (len(want["assigned"]), len(set(want["assigned"])))
+    assert l6.exclusions == {"missing assigned_to": want["resolved"] - len(want["assigned"])}
