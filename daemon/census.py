@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, select, update
 from connectors.base import Source
 from connectors.errors import SourceError
 from connectors.registry import source_class
-from daemon import store
+from daemon import locks, store
 from daemon.compute import AffectedDays, recompute_dirty
 from daemon.settings import Config
 from daemon.sync import StreamWriter
@@ -63,17 +63,29 @@ def census(
     sources: Sequence[str] | None = None,
     stream: str | None = None,
     force: bool = False,
+    lock_wait_seconds: float = 0.0,
 ) -> list[CensusResult]:
-    """Run the census for the named sources' streams (default: all) and recompute what changed."""
+    """Run the census for the named sources' streams (default: all) and recompute what changed.
+
+    Each stream's census holds that stream's sync lock: it never runs beside a sync."""
     affected = AffectedDays(config)
     results = []
     for name in sources or list(config.settings.sources):
         settings = config.settings.sources[name]
         with source_class(settings.kind)(config.connection(name)) as connector:
             for stream_name in [stream] if stream else settings.streams:
-                results.append(
-                    _census_stream(engine, config, connector, name, stream_name, force, affected)
-                )
+                try:
+                    with locks.held(
+                        engine,
+                        locks.lock_name(name, stream_name),
+                        wait_seconds=lock_wait_seconds,
+                    ):
+                        result = _census_stream(
+                            engine, config, connector, name, stream_name, force, affected
+                        )
+                except locks.LockBusy as busy:
+                    result = CensusResult(name, stream_name, "", "locked", error=str(busy))
+                results.append(result)
     recompute_dirty(engine, config)
     return results
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from daemon import db, report, store
@@ -21,10 +22,10 @@ from daemon.census import census
 from daemon.compute import compute
 from daemon.logconfig import configure, register_secrets
 from daemon.settings import Config, ConfigError, find_config, load_config
-from daemon.sync import Mode, SyncSummary, resync
+from daemon.sync import Mode, RunControl, SyncSummary, resync
 from mapping.periods import GRAINS, date_range, periods_between
 
-EXIT_SYNC_FAILED, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3
+EXIT_SYNC_FAILED, EXIT_CONFIG, EXIT_DATABASE, EXIT_LOCKED = 1, 2, 3, 4
 
 app = typer.Typer(
     name="itbsc",
@@ -146,8 +147,16 @@ def resync_command(
         Format,
         typer.Option("--format", help="table: a line per stream; json: a summary for scripts."),
     ] = Format.table,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            help="Seconds to wait for a stream another process (the service) is syncing; "
+            "0 reports it as locked at once.",
+        ),
+    ] = 0.0,
 ) -> None:
-    """Sync sources now (the same code path the scheduler runs)."""
+    """Sync sources now (the same code path the scheduler runs), under the stream locks."""
     config = _load()
     names = _source_names(config, sources)
     if full and since:
@@ -156,10 +165,29 @@ def resync_command(
     since_at = _parse_since(since) if since else None
     mode: Mode = "full" if full else ("since" if since_at else "incremental")
     engine = _engine(config)
-    summary = resync(engine, config, sources=names, stream=stream, mode=mode, since=since_at)
+    control = RunControl(
+        lock_wait_seconds=wait, lease=timedelta(minutes=config.settings.daemon.lease_minutes)
+    )
+    summary = resync(
+        engine, config, sources=names, stream=stream, mode=mode, since=since_at, control=control
+    )
     _print_summary(summary, output)
     if not summary.ok:
-        raise typer.Exit(EXIT_SYNC_FAILED)
+        outcomes = {r.outcome for r in summary.streams if r.outcome != "succeeded"}
+        raise typer.Exit(EXIT_LOCKED if outcomes == {"locked"} else EXIT_SYNC_FAILED)
+
+
+@app.command("run")
+def run_command() -> None:
+    """Run the service in the foreground: scheduled syncs and censuses until SIGTERM/SIGINT.
+
+    SIGHUP reloads the configuration; see the README (Running as a service)."""
+    from daemon.scheduler import Service
+
+    config = _load()  # the same checks and messages as every command, before anything starts
+    _engine(config)  # reachable and migrated, or a clear message and exit code 3
+    service = Service(config.path)
+    raise typer.Exit(service.run())
 
 
 @app.command("census")
@@ -260,6 +288,12 @@ def _print_summary(summary: SyncSummary, output: Format) -> None:
         )
         return
     for r in summary.streams:
+        if r.outcome == "locked":
+            out.print(
+                f"{r.source}/{r.stream}: not synced — another process holds it", highlight=False
+            )
+            err.print(r.error or "", highlight=False, markup=False)
+            continue
         line = f"{r.source}/{r.stream}: {r.outcome} — {r.fetched} fetched, {r.written} written in {r.pages} page(s), {r.seconds:.1f}s"
         if r.skipped:
             line += f", {sum(r.skipped.values())} skipped ({', '.join(f'{k}: {v}' for k, v in r.skipped.most_common(3))})"
@@ -312,90 +346,54 @@ def status_command(
     output: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Per source and stream: last success, last run and its outcome, cursor, records stored."""
+    from daemon.status import daemons, status_rows
+
     config = _load(sources=False)
-    rows = _status_rows(_engine(config), config)
+    engine = _engine(config)
+    rows = status_rows(engine, config)
+    services = daemons(engine, config)
     if output == Format.json:
-        out.print_json(data={"streams": rows})
+        out.print_json(data={"streams": rows, "daemons": services})
         return
     table = Table(
-        "source", "stream", "last success (UTC)", "last run", "records", "deleted", "cursor"
+        "source",
+        "stream",
+        "last success (UTC)",
+        "last run",
+        "records",
+        "deleted",
+        "next run (UTC)",
+        "cursor",
     )
     for row in rows:
         last = row["last_run"]
         run = f"{last['outcome']} {last['started_at'][:16]}" if last else "never"
+        success = (row["last_success_at"] or "never")[:19]
         table.add_row(
             row["source"],
             row["stream"],
-            (row["last_success_at"] or "never")[:19],
+            f"[yellow]{success} STALE[/]" if row["stale"] else success,
             run,
             str(row["records"]),
             str(row["deleted"]),
+            (row["next_run_at"] or "—")[:16],
             json.dumps(row["cursor"]) if row["cursor"] else "—",
         )
-        if last and last["error"]:
-            table.add_row("", "", "", f"[red]{last['error'][:120]}[/]", "", "", "")
+        failure = row["last_failure"]
+        if failure:
+            line = f"last failure {failure['at'][:16]}: {failure['error'][:110]}"
+            table.add_row("", "", "", f"[red]{escape(line)}[/]", "", "", "", "")
+        if row["locked_by"]:
+            table.add_row("", "", "", f"syncing now: {escape(row['locked_by'])}", "", "", "", "")
     out.print(table)
-
-
-def _status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
-    st, run = store.state_table, store.run_table
-    rows = []
-    with engine.connect() as conn:
-        counts = store.stream_counts(conn)
-        for name, source in config.settings.sources.items():
-            for stream in source.streams:
-                sync_state = conn.execute(
-                    select(st).where(st.c.source == name, st.c.stream == stream)
-                ).first()
-                last = conn.execute(
-                    select(run)
-                    .where(run.c.source == name, run.c.stream == stream)
-                    .order_by(run.c.started_at.desc())
-                    .limit(1)
-                ).first()
-                census_run = conn.execute(
-                    select(run.c.finished_at)
-                    .where(
-                        run.c.source == name,
-                        run.c.stream == stream,
-                        run.c.mode == "census",
-                        run.c.outcome == "succeeded",
-                    )
-                    .order_by(run.c.started_at.desc())
-                    .limit(1)
-                ).first()
-                count, deleted = counts.get((name, stream), (0, 0))
-                rows.append(
-                    {
-                        "source": name,
-                        "stream": stream,
-                        "kind": source.kind,
-                        "last_success_at": sync_state.last_success_at.isoformat()
-                        if sync_state and sync_state.last_success_at
-                        else None,
-                        "cursor": sync_state.cursor if sync_state else None,
-                        "records": count,
-                        "deleted": deleted,
-                        "last_census_at": census_run.finished_at.isoformat()
-                        if census_run and census_run.finished_at
-                        else None,
-                        "last_run": {
-                            "id": last.id,
-                            "outcome": last.outcome,
-                            "started_at": last.started_at.isoformat(),
-                            "finished_at": last.finished_at.isoformat()
-                            if last.finished_at
-                            else None,
-                            "fetched": last.records_fetched,
-                            "written": last.records_written,
-                            "skipped": last.records_skipped,
-                            "error": last.error,
-                        }
-                        if last
-                        else None,
-                    }
-                )
-    return rows
+    if not services:
+        out.print("no itbsc service running against this database", highlight=False)
+    for service in services:
+        state = "alive" if service["alive"] else "silent (stopped or hung?)"
+        out.print(
+            f"service {service['holder']}: {state}, last heartbeat {service['beat_at'][:19]} UTC",
+            highlight=False,
+        )
 
 
 @app.command("scorecard")

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, select
 
-from daemon import aggregate, store
+from daemon import aggregate, locks, store
 from daemon.derive import Deriver, stored_columns
 from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config
@@ -23,7 +23,8 @@ from mapping.metrics import Evaluation, MetricValue
 from mapping.periods import Period, periods_between, same_period_last_year
 from mapping.stock import evaluate_interval
 
-ROWS_PER_FETCH = 5000  # streamed from the database in batches (server-side cursor on PostgreSQL)
+ROWS_PER_FETCH = 5000
+RECOMPUTE_LOCK_WAIT = 600.0  # seconds another process's recompute may take before we give up  # streamed from the database in batches (server-side cursor on PostgreSQL)
 
 
 class AffectedDays:
@@ -226,10 +227,14 @@ def interval_rows(
 
 
 def recompute_dirty(engine: Engine, config: Config) -> int:
-    """Recompute the periods of every day marked dirty (by this run or one that died)."""
-    with engine.connect() as conn:
-        days = store.dirty_days(conn)
-    return recompute(engine, config, days) if days else 0
+    """Recompute the periods of every day marked dirty (by this run or one that died).
+
+    One process at a time (a lease lock): two syncs finishing together would otherwise
+    both restate the same periods. A run that waits finds the other's days already done."""
+    with locks.held(engine, "recompute", wait_seconds=RECOMPUTE_LOCK_WAIT):
+        with engine.connect() as conn:
+            days = store.dirty_days(conn)
+        return recompute(engine, config, days) if days else 0
 
 
 def recompute(engine: Engine, config: Config, days: Iterable[date] | None) -> int:

@@ -222,3 +222,28 @@ class ManualInput(Base):
     entered_at: Mapped[datetime]
     note: Mapped[str] = mapped_column(Text, default="")
     supersedes: Mapped[int | None] = mapped_column(BigId)
+
+
+class SyncLock(Base):
+    """A lease on one (source, stream): whoever holds it unexpired may sync that stream.
+
+    Taken and renewed by conditional writes, so two processes (or hosts, on PostgreSQL)
+    never both hold it; a holder that dies simply stops renewing and its lease expires."""
+
+    __tablename__ = "sync_lock"
+
+    name: Mapped[str] = mapped_column(String(250), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(250))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class DaemonBeat(Base):
+    """What a running ``itbsc run`` last said about itself: for ``itbsc status`` and /healthz."""
+
+    __tablename__ = "daemon_beat"
+
+    holder: Mapped[str] = mapped_column(String(250), primary_key=True)
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime]
+    next_runs: Mapped[dict[str, Any] | None]

@@ -87,11 +87,26 @@ class SourceSettings(_Strict):
     field_names: dict[str, str] = Field(default_factory=dict)  # Jira: role -> field name override
     streams: list[str] = Field(min_length=1)
     mapping: str
-    schedule: str | None = None
+    schedule: str | None = None  # cron (five fields, UTC) for `itbsc run` ...
+    every: str | None = None  # ... or an interval: "90s", "15m", "2h", "1d"
     page_size: int = Field(default=1000, ge=1, le=10000)
     timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     max_retries: int = Field(default=5, ge=0, le=20)
     verify_tls: bool = True
+
+
+class DaemonSettings(_Strict):
+    """``[daemon]``: how ``itbsc run`` schedules, shares and stops."""
+
+    misfire_grace_seconds: int = Field(default=300, ge=1)
+    """A run missed by less than this (the machine slept, a run overran) still starts, once."""
+    lease_minutes: float = Field(default=10.0, gt=0)
+    """A stream lock's lease, renewed with every page; a dead holder's expires after this."""
+    stop_timeout_seconds: float = Field(default=90.0, gt=0)
+    """On SIGTERM: how long running syncs get to finish their page before the exit."""
+    heartbeat_seconds: float = Field(default=30.0, gt=0)
+    http: str | None = None
+    """``host:port`` for /healthz and /metrics (off when unset; use 127.0.0.1)."""
 
 
 class ScorecardSettings(_Strict):
@@ -104,6 +119,7 @@ class Settings(_Strict):
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
     scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
 
 
 @dataclass
@@ -342,6 +358,14 @@ def _source_checks(
         schedule_error = schedule_problem(source.schedule)
         if schedule_error:
             problems.add(f"{key}.schedule", schedule_error)
+    if source.every:
+        from daemon.scheduler import every_problem
+
+        every_error = every_problem(source.every)
+        if every_error:
+            problems.add(f"{key}.every", every_error)
+        if source.schedule:
+            problems.add(f"{key}.every", "give `schedule` (cron) or `every`, not both")
     if source.census.schedule:
         from daemon.scheduler import schedule_problem
 

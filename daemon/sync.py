@@ -9,12 +9,13 @@ and after the change) are recomputed.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import structlog
@@ -23,7 +24,7 @@ from sqlalchemy import Connection, Engine
 from connectors.base import Page, Source
 from connectors.errors import SourceError
 from connectors.registry import source_class
-from daemon import store
+from daemon import locks, store
 from daemon.compute import AffectedDays, recompute_dirty
 from daemon.derive import (
     ATTRIBUTION_COLUMNS,
@@ -68,6 +69,16 @@ class SyncSummary:
         return all(r.outcome == "succeeded" for r in self.streams)
 
 
+@dataclass(frozen=True)
+class RunControl:
+    """How a sync shares the streams: how long to wait for another holder's lock, and the
+    event that asks it to stop after the page in flight (the daemon's signals set it)."""
+
+    lock_wait_seconds: float = 0.0
+    stop: threading.Event | None = None
+    lease: timedelta = locks.DEFAULT_LEASE
+
+
 def resync(
     engine: Engine,
     config: Config,
@@ -77,8 +88,13 @@ def resync(
     mode: Mode = "incremental",
     since: datetime | None = None,
     progress: ProgressCallback | None = None,
+    control: RunControl | None = None,
 ) -> SyncSummary:
-    """Sync the named sources (default: all) and recompute the periods they touched."""
+    """Sync the named sources (default: all) and recompute the periods they touched.
+
+    Each stream is synced under its lease lock; a stream another process holds is
+    reported as ``locked`` (after waiting ``control.lock_wait_seconds``)."""
+    control = control or RunControl()
     affected = AffectedDays(config)
     results: list[StreamResult] = []
     for name in sources or list(config.settings.sources):
@@ -86,19 +102,32 @@ def resync(
         streams = [stream] if stream else settings.streams
         with source_class(settings.kind)(config.connection(name)) as connector:
             for stream_name in streams:
-                results.append(
-                    _sync_stream(
+                if control.stop is not None and control.stop.is_set():
+                    break
+                try:
+                    with locks.held(
                         engine,
-                        config,
-                        connector,
-                        name,
-                        stream_name,
-                        mode,
-                        since,
-                        affected,
-                        progress,
-                    )
-                )
+                        locks.lock_name(name, stream_name),
+                        wait_seconds=control.lock_wait_seconds,
+                        lease=control.lease,
+                    ):
+                        result = _sync_stream(
+                            engine,
+                            config,
+                            connector,
+                            name,
+                            stream_name,
+                            mode,
+                            since,
+                            affected,
+                            progress,
+                            control,
+                        )
+                except locks.LockBusy as busy:
+                    result = StreamResult(name, stream_name, "", mode)
+                    result.outcome, result.error = "locked", str(busy)
+                    log.warning("stream locked", source=name, stream=stream_name, error=str(busy))
+                results.append(result)
     summary = SyncSummary(results)
     started = time.monotonic()
     summary.metric_values = recompute_dirty(engine, config)
@@ -210,8 +239,10 @@ def _sync_stream(
     since: datetime | None,
     affected: AffectedDays,
     progress: ProgressCallback | None,
+    control: RunControl,
 ) -> StreamResult:
     result = StreamResult(source, stream, str(uuid.uuid4()), mode)
+    name = locks.lock_name(source, stream)
     bound = log.bind(source=source, stream=stream, run_id=result.run_id)
     writer = StreamWriter(config, source, stream, affected)
     started = time.monotonic()
@@ -229,6 +260,7 @@ def _sync_stream(
         pages = connector.read(stream, fields=writer.fields, cursor=cursor, since=since)
         for page in Prefetch(pages, name=f"read {source}/{stream}"):
             with engine.begin() as conn:
+                locks.renew(conn, name, lease=control.lease)  # no page without a live lease
                 written = writer.write(conn, result.run_id, page, result.skipped)
                 # --since re-reads a window: it never moves the incremental cursor.
                 if page.cursor is not None and mode != "since":
@@ -244,6 +276,13 @@ def _sync_stream(
             bound.debug("page committed", records=len(page.records), total=page.total)
             if progress:
                 progress(source, stream, result.fetched, page.total)
+            if control.stop is not None and control.stop.is_set():
+                raise _Stopped
+    except _Stopped:
+        result.outcome = "interrupted"
+        result.error = "stopped on request after a committed page; the next run resumes there"
+    except locks.LockLost as exc:
+        result.outcome, result.error = "failed", str(exc)
     except SourceError as exc:
         result.outcome, result.error = "failed", str(exc)
     except BaseException:
@@ -267,6 +306,10 @@ def _sync_stream(
         error=result.error,
     )
     return result
+
+
+class _Stopped(Exception):
+    """The run was asked to stop (a signal to the daemon) after the page just committed."""
 
 
 def _finish(engine: Engine, result: StreamResult) -> None:

@@ -1,0 +1,254 @@
+"""`itbsc run` as an operator runs it: a real process, real signals, the sandbox, the database.
+
+The service syncs on its schedule and says so in `itbsc status`, /healthz and
+/metrics; SIGTERM in the middle of a sync leaves whole pages only and exits 0,
+the next run resumes; the CLI and the service share streams through the lease
+locks; two services on one PostgreSQL never sync the same stream at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from daemon import db, locks, store
+from daemon.settings import load_config
+from sandbox.faults import Fault
+from sandbox.servicenow import RunningSandbox
+from tests.conftest import ConfigFiles, write_config
+
+SCHEDULE = """
+[daemon]
+heartbeat_seconds = 0.5
+stop_timeout_seconds = 20
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_config(tmp_path: Path, snow: RunningSandbox, db_url: str, **extra: Any) -> ConfigFiles:
+    every = extra.pop("every", "1s")
+    http = extra.pop("http", None)
+    files = write_config(
+        tmp_path, url=snow.url, db_url=db_url, page_size=extra.pop("page_size", 100)
+    )
+    text = files.path.read_text().replace(
+        'mapping = "mappings/servicenow.toml"',
+        f'mapping = "mappings/servicenow.toml"\nevery = "{every}"',
+    )
+    daemon = SCHEDULE + (f'http = "{http}"\n' if http else "")
+    files.path.write_text(text + daemon)
+    return files
+
+
+def start(files: ConfigFiles, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, **files.env, "NO_COLOR": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "--config", str(files.path), "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def cli(files: ConfigFiles, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **files.env, "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "--config", str(files.path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def until(check: Callable[[], Any], seconds: float = 45.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not within {seconds} s")
+
+
+def engine_of(files: ConfigFiles) -> sa.Engine:
+    config = load_config(files.path, env=files.env)
+    engine = db.create_db_engine(config.database_url)
+    db.upgrade(engine)  # before the service does: the test reads as soon as it starts
+    return engine
+
+
+def runs(engine: sa.Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(store.run_table).order_by(store.run_table.c.started_at)))
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def test_the_service_syncs_on_schedule_reports_itself_and_stops_cleanly(
+    snow: RunningSandbox, tmp_path: Path
+) -> None:
+    port = free_port()
+    files = service_config(
+        tmp_path, snow, f"sqlite:///{tmp_path / 'svc.db'}", http=f"127.0.0.1:{port}"
+    )
+    engine = engine_of(files)
+    service = start(files)
+    try:
+        until(lambda: len([r for r in runs(engine) if r.outcome == "succeeded"]) >= 2)
+        status = json.loads(cli(files, "status", "--format", "json").stdout)
+        (stream,) = status["streams"]
+        assert stream["records"] == 600 and not stream["stale"]
+        assert stream["next_run_at"] is not None  # from the service's heartbeat
+        assert [d["alive"] for d in status["daemons"]] == [True]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+            assert answer.status == 200 and json.load(answer)["database"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+            metrics = answer.read().decode()
+        assert 'itbsc_stream_records{source="snow",stream="incident"} 600' in metrics
+        assert "itbsc_stream_last_success_timestamp_seconds{" in metrics
+        # the scorecard of the last complete month (this data ends in June: stocks only)
+        assert any(
+            line.startswith("itbsc_scorecard_value{metric=") for line in metrics.splitlines()
+        )
+    finally:
+        code, output = stop(service)
+    assert code == 0, output
+    assert '"event": "service stopped"' in output
+    after = json.loads(cli(files, "status", "--format", "json").stdout)
+    assert after["daemons"] == []  # it said goodbye
+    assert all(r.outcome != "running" for r in runs(engine))
+    engine.dispose()
+
+
+def test_sigterm_mid_sync_keeps_whole_pages_and_the_next_run_resumes(
+    snow: RunningSandbox, tmp_path: Path
+) -> None:
+    snow.instance.faults.append(Fault("slow", times=100, after=1, seconds=0.4))
+    files = service_config(tmp_path, snow, f"sqlite:///{tmp_path / 'svc.db'}", page_size=50)
+    engine = engine_of(files)
+    service = start(files)
+
+    def stored() -> int:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(store.raw_table)).scalar_one()
+            )
+
+    until(lambda: stored() >= 100)
+    code, output = stop(service)
+    assert code == 0, output
+    at_stop = stored()
+    assert 100 <= at_stop < 600 and at_stop % 50 == 0  # whole pages only
+    (interrupted,) = [r for r in runs(engine) if r.outcome == "interrupted"]
+    assert "stopped on request" in (interrupted.error or "")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(locks.LOCKS)).all() == []  # released on the way out
+    snow.instance.faults.clear()
+    rerun = cli(files, "resync", "--format", "json")
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored() == 600
+    assert json.loads(rerun.stdout)["streams"][0]["fetched"] < 600  # resumed, not restarted
+    engine.dispose()
+
+
+def test_the_cli_waits_for_or_reports_a_stream_the_service_holds(
+    snow: RunningSandbox, tmp_path: Path
+) -> None:
+    files = service_config(tmp_path, snow, f"sqlite:///{tmp_path / 'svc.db'}")
+    engine = engine_of(files)
+    db.upgrade(engine)
+    name = locks.lock_name("snow", "incident")
+    with locks.held(engine, name, holder="ops-host:4242:abcd1234"):
+        busy = cli(files, "resync")
+        assert busy.returncode == 4, busy.stdout + busy.stderr
+        assert "snow/incident: not synced — another process holds it" in busy.stdout
+        assert "being synced by ops-host:4242:abcd1234" in busy.stderr
+        assert runs(engine) == []  # nothing started beside the holder
+
+    holder = "ops-host:4242:efgh5678"
+    with engine.begin() as conn:
+        assert locks.try_acquire(conn, name, holder) is not None
+
+    def release_soon() -> None:
+        time.sleep(2)
+        with engine.begin() as conn:
+            locks.release(conn, name, holder)
+
+    threading.Thread(target=release_soon).start()
+    waited = cli(files, "resync", "--wait", "30", "--format", "json")
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["streams"][0]["written"] == 600
+    engine.dispose()
+
+
+def test_a_dead_holders_lease_on_this_host_is_taken_over_and_an_expired_one_anywhere(
+    tmp_path: Path,
+) -> None:
+    engine = db.create_db_engine(sa.make_url(f"sqlite:///{tmp_path / 'l.db'}"))
+    db.upgrade(engine)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    ghost = f"{socket.gethostname()}:{dead.stdout.strip()}:deadbeef"
+    with engine.begin() as conn:
+        assert locks.try_acquire(conn, "x", ghost) is not None
+        assert locks.try_acquire(conn, "y", "elsewhere:1:aa", timedelta(seconds=-1)) is not None
+        assert locks.try_acquire(conn, "z", "elsewhere:1:bb") is not None
+    with locks.held(engine, "x") as lease:  # its pid is gone: no need to wait
+        assert lease.holder == locks.HOLDER
+    with locks.held(engine, "y"):  # expired
+        pass
+    with pytest.raises(locks.LockBusy, match="elsewhere:1:bb"), locks.held(engine, "z"):
+        pass
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_services_on_one_postgresql_never_sync_a_stream_at_once(
+    snow: RunningSandbox, db_url: str, tmp_path: Path
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("two hosts' worth of services share a PostgreSQL; SQLite is one host's")
+    snow.instance.faults.append(Fault("slow", times=10_000, seconds=0.05))
+    first = service_config(tmp_path / "a", snow, db_url, every="1s")
+    second = service_config(tmp_path / "b", snow, db_url, every="1s")
+    engine = engine_of(first)
+    db.upgrade(engine)
+    services = [start(first), start(second)]
+    try:
+        until(lambda: len([r for r in runs(engine) if r.outcome == "succeeded"]) >= 4, 90)
+    finally:
+        results = [stop(s) for s in services]
+    assert [code for code, _ in results] == [0, 0], results
+    finished = [r for r in runs(engine) if r.finished_at is not None]
+    for earlier, later in itertools.pairwise(finished):
+        assert later.started_at >= earlier.finished_at, "two runs of one stream overlapped"
+    both = "\n".join(output for _, output in results)
+    assert "another process holds it" in both  # they did contend, and one stood back
+    engine.dispose()
