@@ -871,13 +871,25 @@ def demo_command(
     ] = Path("demo"),
     count: Annotated[int, typer.Option(help="Incidents in the generated year.")] = 5000,
     seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 42,
+    serve: Annotated[
+        str | None,
+        typer.Option(
+            "--serve",
+            help="Then keep the sandboxes up and run the service against them on this "
+            "interval (e.g. 1m) until Ctrl-C.",
+        ),
+    ] = None,
 ) -> None:
     """Start a sandbox ServiceNow and a sandbox Jira Service Management, sync both, print the scorecard."""
+    from contextlib import ExitStack
+
     from daemon.demo import start_jira_sandbox, start_sandbox, write_demo_config
 
     issues = max(100, count * 2 // 5)
-    with start_sandbox(count, seed) as sandbox, start_jira_sandbox(issues, seed) as jira:
-        state.config_path = write_demo_config(directory, sandbox.url, jira.url)
+    with ExitStack() as stack:
+        sandbox = stack.enter_context(start_sandbox(count, seed))
+        jira = stack.enter_context(start_jira_sandbox(issues, seed))
+        state.config_path = write_demo_config(directory, sandbox.url, jira.url, every=serve)
         out.print(
             f"sandbox ServiceNow at {sandbox.url} with {count} incidents; sandbox Jira at "
             f"{jira.url} with {issues} issues; config {state.config_path}",
@@ -889,6 +901,19 @@ def demo_command(
         _print_summary(summary, Format.table)
         if not summary.ok:
             raise typer.Exit(EXIT_SYNC_FAILED)
+        _demo_scorecard(config, engine, directory, seed)
+        if serve:
+            from daemon.scheduler import Service
+
+            out.print(f"\nserving: a sync every {serve}; Ctrl-C stops", highlight=False)
+            raise typer.Exit(Service(config.path).run())
+    out.print(
+        f"\nTry: itbsc --config {state.config_path} metrics --metric I1 --grain month --format table",
+        highlight=False,
+    )
+
+
+def _demo_scorecard(config: Config, engine: Engine, directory: Path, seed: int) -> None:
     from daemon.baseline import last_months
     from daemon.demo import write_demo_inputs
     from daemon.inputs import import_csv
@@ -904,10 +929,6 @@ def demo_command(
     report.render_strategy(card, out)
     out.print()
     report.render_source_breakdown(report.source_breakdown(engine, config, period), out)
-    out.print(
-        f"\nTry: itbsc --config {state.config_path} metrics --metric I1 --grain month --format table",
-        highlight=False,
-    )
 
 
 @db_app.command("upgrade")

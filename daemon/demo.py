@@ -75,8 +75,11 @@ def start_jira_sandbox(count: int, seed: int) -> RunningJira:
     return serve_jira(instance)
 
 
-def write_demo_config(directory: Path, url: str, jira_url: str | None = None) -> Path:
-    """Copy the shipped TOML into ``directory`` and write an itbsc.toml for the sandbox."""
+def write_demo_config(
+    directory: Path, url: str, jira_url: str | None = None, every: str | None = None
+) -> Path:
+    """Copy the shipped TOML into ``directory`` and write an itbsc.toml for the sandbox
+    (syncing ``every`` interval instead of the quarter-hour cron when given)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("itbsc.db", "itbsc.db-wal", "itbsc.db-shm"):
         (directory / name).unlink(missing_ok=True)  # the sandbox data is new on every run
@@ -89,6 +92,8 @@ def write_demo_config(directory: Path, url: str, jira_url: str | None = None) ->
     text = DEMO_CONFIG.format(url=url, user=DEMO_USER, password_env=DEMO_PASSWORD_ENV)
     if jira_url:
         text += JIRA_SOURCE.format(url=jira_url, user=DEMO_JIRA_USER, token_env=DEMO_JIRA_TOKEN_ENV)
+    if every:
+        text = text.replace('schedule = "*/15 * * * *"', f'every = "{every}"')
     path.write_text(text, encoding="utf-8")
     return path
 

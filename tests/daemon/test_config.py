@@ -36,6 +36,34 @@ def test_the_shipped_example_and_test_config_are_valid(tmp_path: Path) -> None:
     example = config_dir() / "itbsc.example.toml"
     loaded = load_config(example, env={"ITBSC_SNOW_PASSWORD": "x"})
     assert list(loaded.settings.sources) == ["acme-snow"]
+    production = load_config(
+        config_dir() / "itbsc.production.toml",
+        env={
+            "ITBSC_DB_PASSWORD": "x",
+            "ITBSC_SNOW_PASSWORD": "x",
+            "ITBSC_SNOW_CLIENT_SECRET": "x",
+            "ITBSC_JIRA_TOKEN": "x",
+        },
+    )
+    assert production.database_url.get_backend_name() == "postgresql"
+    assert production.settings.sources["jsm"].every == "10m"
+    assert production.settings.daemon.http == "127.0.0.1:9464"
+
+
+@pytest.mark.parametrize(
+    ("every", "message"),
+    [("15 minutes", "is not an interval"), ("0s", "at least one second")],
+)
+def test_a_bad_interval_is_named(tmp_path: Path, every: str, message: str) -> None:
+    path = make(tmp_path)
+    text = path.read_text().replace(
+        'mapping = "mappings/servicenow.toml"',
+        f'mapping = "mappings/servicenow.toml"\nevery = "{every}"',
+    )
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD})
+    assert any("sources.snow.every" in line and message in line for line in info.value.problems)
 
 
 @pytest.mark.parametrize(

@@ -252,3 +252,60 @@ def test_two_services_on_one_postgresql_never_sync_a_stream_at_once(
     both = "\n".join(output for _, output in results)
     assert "another process holds it" in both  # they did contend, and one stood back
     engine.dispose()
+
+
+def test_sighup_reloads_a_good_config_and_keeps_running_on_a_bad_one(
+    snow: RunningSandbox, tmp_path: Path
+) -> None:
+    files = service_config(tmp_path, snow, f"sqlite:///{tmp_path / 'svc.db'}", every="1h")
+    engine = engine_of(files)
+    service = start(files)
+    good = files.path.read_text()
+    try:
+        time.sleep(2)
+        files.path.write_text(good.replace('every = "1h"', 'every = "1s"'))
+        service.send_signal(signal.SIGHUP)
+        until(lambda: any(r.outcome == "succeeded" for r in runs(engine)))  # the new schedule
+        files.path.write_text(good + "\n[nonsense\n")
+        service.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        assert service.poll() is None  # still running on the old schedule
+        count = len(runs(engine))
+        until(lambda: len(runs(engine)) > count)
+    finally:
+        code, output = stop(service)
+    assert code == 0, output
+    assert '"event": "config reloaded"' in output
+    assert '"event": "config not reloaded; the running schedule stays"' in output
+    engine.dispose()
+
+
+def test_no_secret_reaches_a_log_line_an_error_the_status_or_the_database(
+    snow: RunningSandbox, tmp_path: Path
+) -> None:
+    snow.instance.faults.append(Fault("server_error", times=10_000, after=3, status=503))
+    files = service_config(tmp_path, snow, f"sqlite:///{tmp_path / 'svc.db'}")
+    secret = files.env["ITBSC_TEST_SNOW_PASSWORD"]
+    assert "Marker" in secret  # a value no code path would produce by chance
+    engine = engine_of(files)
+    service = start(files)
+    try:
+        until(lambda: any(r.outcome == "failed" for r in runs(engine)))
+    finally:
+        _, output = stop(service)
+    texts = [output]
+    for args in (("status",), ("status", "--format", "json"), ("resync",), ("scorecard",)):
+        done = cli(files, *args)
+        texts += [done.stdout, done.stderr]
+    with engine.connect() as conn:
+        for table in db_tables(engine):
+            for row in conn.execute(sa.text(f'SELECT * FROM "{table}"')):
+                texts.append(repr(tuple(row)))
+    failed = [r for r in runs(engine) if r.outcome == "failed"]
+    assert failed and all(r.error for r in failed)  # errors were recorded ...
+    assert not [t for t in texts if secret in t]  # ... and nothing anywhere holds the secret
+    engine.dispose()
+
+
+def db_tables(engine: sa.Engine) -> list[str]:
+    return sa.inspect(engine).get_table_names()
