@@ -72,7 +72,8 @@ class Page:
     ``cursor`` is where to resume once this page is committed; ``None`` means
     the stream cannot be resumed mid-way from this page (the cursor then moves
     only with the final page). ``total`` is the source's own count of what is
-    left to read when it tells us, for progress reporting.
+    left to read from this page on (this page included) when it tells us, for
+    progress reporting.
     """
 
     records: list[RawRecord]

@@ -191,13 +191,14 @@ class JiraSource(Source):
         self._log.info("jira search", stream=stream, jql=query, cloud=self.is_cloud, zone=str(zone))
         pages = self._cloud_pages(query, wanted) if self.is_cloud else self._dc_pages(query, wanted)
         previous: list[RawRecord] | None = None
+        previous_total: int | None = None
         for issues, total in pages:
             records = [self._to_raw(issue, roles, status_categories) for issue in issues]
             if previous is not None:
-                yield Page(records=previous, cursor=None, total=total)
-            previous = records
+                yield Page(records=previous, cursor=None, total=previous_total)
+            previous, previous_total = records, total
         final = {"updated_since": (run_started - self.overlap).isoformat()}
-        yield Page(records=previous or [], cursor=final)
+        yield Page(records=previous or [], cursor=final, total=previous_total)
 
     def list_ids(self, stream: str) -> Iterator[list[str]]:
         """Every issue id of the projects, by an id keyset (no offset a deletion could shift)."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -168,13 +171,62 @@ def resync_command(
     control = RunControl(
         lock_wait_seconds=wait, lease=timedelta(minutes=config.settings.daemon.lease_minutes)
     )
-    summary = resync(
-        engine, config, sources=names, stream=stream, mode=mode, since=since_at, control=control
-    )
+    with _progress(output) as progress:
+        summary = resync(
+            engine,
+            config,
+            sources=names,
+            stream=stream,
+            mode=mode,
+            since=since_at,
+            control=control,
+            progress=progress,
+        )
     _print_summary(summary, output)
     if not summary.ok:
         outcomes = {r.outcome for r in summary.streams if r.outcome != "succeeded"}
         raise typer.Exit(EXIT_LOCKED if outcomes == {"locked"} else EXIT_SYNC_FAILED)
+
+
+@contextmanager
+def _progress(output: Format) -> Iterator[Any]:
+    """A rich progress bar per stream (records, rate, ETA where the source gives a total) on a
+    terminal; nothing otherwise (the log's one line per page and per stream stays)."""
+    if output != Format.table or not out.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    tasks: dict[tuple[str, str], Any] = {}
+    started: dict[tuple[str, str], float] = {}
+    with Progress(*columns, console=out, transient=False) as bar:
+
+        def update(source: str, stream: str, fetched: int, total: int | None) -> None:
+            key = (source, stream)
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{source}/{stream}", total=total, rate="")
+                started[key] = time.monotonic()
+            elapsed = max(time.monotonic() - started[key], 1e-6)
+            bar.update(
+                tasks[key], completed=fetched, total=total, rate=f"{fetched / elapsed:,.0f} rec/s"
+            )
+
+        yield update
 
 
 @app.command("run")

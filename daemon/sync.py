@@ -274,8 +274,10 @@ def _sync_stream(
             result.fetched += len(page.records)
             result.written += written
             bound.debug("page committed", records=len(page.records), total=page.total)
-            if progress:
-                progress(source, stream, result.fetched, page.total)
+            if progress:  # a page's total counts what is left from it on
+                before = result.fetched - len(page.records)
+                expected = before + page.total if page.total is not None else None
+                progress(source, stream, result.fetched, expected)
             if control.stop is not None and control.stop.is_set():
                 raise _Stopped
     except _Stopped:

@@ -225,3 +225,41 @@ def test_a_source_not_synced_for_too_long_greys_the_periods_it_has_not_covered(
     may = json.loads(run(synced, "scorecard", "--period", "2026-05", "--format", "json"))
     may_c1 = [m for p in may["perspectives"] for o in p["objectives"] for m in o["measures"]]
     assert all(m["stale"] is None for m in may_c1)  # synced after May ended: complete
+
+
+def test_resync_on_a_terminal_shows_a_progress_bar_with_the_sources_total(
+    snow: RunningSandbox, tmp_path: Path
+) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    files = write_config(tmp_path, url=snow.url, db_url="sqlite:///itbsc.db")
+    primary, secondary = pty.openpty()
+    env = {**os.environ, **ENV, "COLUMNS": "160", "TERM": "xterm"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "--config", str(files.path), "resync", "--full"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert process.wait(timeout=60) == 0
+    os.close(primary)
+    import re
+
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    assert "snow/incident" in screen
+    assert "600/600" in screen  # records of the total the source announced
+    assert "rec/s" in screen
