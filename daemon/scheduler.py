@@ -73,6 +73,16 @@ def every_problem(text: str) -> str | None:
     return None
 
 
+def _trigger(rhythm: str) -> Any:
+    """A cron expression or an interval (``15m``) as an APScheduler trigger."""
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if every_problem(rhythm) is None:
+        return IntervalTrigger(seconds=parse_every(rhythm).total_seconds())
+    return CronTrigger.from_crontab(rhythm, timezone="UTC")
+
+
 class Service:
     """The scheduler, its jobs and its stop/reload handling, for one configuration file."""
 
@@ -107,15 +117,31 @@ class Service:
 
         return run
 
-    def _sync(self, source: str) -> None:
+    def _sync(self, source: str, stream: str | None = None) -> None:
         daemon = self.config.settings.daemon
         control = RunControl(
             stop=self.stop, lease=timedelta(minutes=daemon.lease_minutes), lock_wait_seconds=0
         )
-        summary = resync(self.engine, self.config, sources=[source], control=control)
+        settings = self.config.settings.sources[source]
+        own = set(settings.stream_schedules)
+        streams = [stream] if stream else [s for s in settings.streams if s not in own]
+        if not streams:
+            return
+        summary = resync(
+            self.engine, self.config, sources=[source], streams=streams, control=control
+        )
         for result in summary.streams:
             if result.outcome == "locked":
-                log.info("stream skipped this round: another process holds it", job=source)
+                log.info(
+                    "stream skipped this round: another process holds it",
+                    source=source,
+                    stream=result.stream,
+                )
+
+    def _recompute(self) -> None:
+        from daemon.compute import recompute_dirty
+
+        recompute_dirty(self.engine, self.config)
 
     def _census(self, source: str) -> None:
         census(self.engine, self.config, sources=[source])
@@ -161,11 +187,22 @@ class Service:
                 job = self._tracked(f"sync:{name}", functools.partial(self._sync, name))
                 scheduler.add_job(job, trigger, id=f"sync:{name}", name=f"sync {name}")
                 count += 1
+            for stream, rhythm in source.stream_schedules.items():
+                job_id = f"sync:{name}/{stream}"
+                job = self._tracked(job_id, functools.partial(self._sync, name, stream))
+                scheduler.add_job(job, _trigger(rhythm), id=job_id, name=f"sync {name}/{stream}")
+                count += 1
             if source.census.schedule:
                 cron = CronTrigger.from_crontab(source.census.schedule, timezone="UTC")
                 job = self._tracked(f"census:{name}", functools.partial(self._census, name))
                 scheduler.add_job(job, cron, id=f"census:{name}", name=f"census {name}")
                 count += 1
+        every = parse_every(self.config.settings.daemon.recompute_every).total_seconds()
+        scheduler.add_job(
+            self._tracked("recompute", self._recompute),
+            IntervalTrigger(seconds=every),
+            id="recompute",
+        )
         beat = self.config.settings.daemon.heartbeat_seconds
         scheduler.add_job(
             self._tracked("heartbeat", self._beat),

@@ -89,6 +89,9 @@ class SourceSettings(_Strict):
     mapping: str
     schedule: str | None = None  # cron (five fields, UTC) for `itbsc run` ...
     every: str | None = None  # ... or an interval: "90s", "15m", "2h", "1d"
+    stream_schedules: dict[str, str] = Field(default_factory=dict)
+    """Streams synced on their own rhythm: stream -> cron or interval (``every`` form); the
+    source's schedule then covers the other streams."""
     page_size: int = Field(default=1000, ge=1, le=10000)
     timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     max_retries: int = Field(default=5, ge=0, le=20)
@@ -105,6 +108,8 @@ class DaemonSettings(_Strict):
     stop_timeout_seconds: float = Field(default=90.0, gt=0)
     """On SIGTERM: how long running syncs get to finish their page before the exit."""
     heartbeat_seconds: float = Field(default=30.0, gt=0)
+    recompute_every: str = "5m"
+    """How often to restate periods a crashed or interrupted run left marked (cheap when none)."""
     http: str | None = None
     """``host:port`` for /healthz and /metrics (off when unset; use 127.0.0.1)."""
 
@@ -366,6 +371,18 @@ def _source_checks(
             problems.add(f"{key}.every", every_error)
         if source.schedule:
             problems.add(f"{key}.every", "give `schedule` (cron) or `every`, not both")
+    for stream_name, rhythm in source.stream_schedules.items():
+        from daemon.scheduler import every_problem, schedule_problem
+
+        if stream_name not in source.streams:
+            problems.add(
+                f"{key}.stream_schedules.{stream_name}", "not one of this source's streams"
+            )
+        elif every_problem(rhythm) and schedule_problem(rhythm):
+            problems.add(
+                f"{key}.stream_schedules.{stream_name}",
+                f"{rhythm!r} is neither a cron expression nor an interval such as 15m",
+            )
     if source.census.schedule:
         from daemon.scheduler import schedule_problem
 

@@ -56,6 +56,9 @@ def status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
                 )
                 last = conn.execute(latest).first()
                 failed = conn.execute(latest.where(run.c.outcome == "failed")).first()
+                good = conn.execute(
+                    latest.where(run.c.outcome == "succeeded", run.c.mode != "census")
+                ).first()
                 census_run = conn.execute(
                     select(run.c.finished_at)
                     .where(
@@ -77,6 +80,12 @@ def status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
                         "kind": source.kind,
                         "last_success_at": success.isoformat() if success else None,
                         "stale": success is None or now - success > stale_after,
+                        # Everything the source held when the last good run began is stored:
+                        # the data lags the source by at most this much.
+                        "complete_up_to": good.started_at.isoformat() if good else None,
+                        "lag_seconds": round((now - good.started_at).total_seconds())
+                        if good
+                        else None,
                         "cursor": sync_state.cursor if sync_state else None,
                         "records": count,
                         "deleted": deleted,
@@ -88,7 +97,8 @@ def status_rows(engine: Engine, config: Config) -> list[dict[str, Any]]:
                         if failed
                         else None,
                         "locked_by": lease.holder if lease else None,
-                        "next_run_at": next_runs.get(f"sync:{name}"),
+                        "next_run_at": next_runs.get(f"sync:{name}/{stream}")
+                        or next_runs.get(f"sync:{name}"),
                     }
                 )
     return rows

@@ -89,6 +89,7 @@ def resync(
     since: datetime | None = None,
     progress: ProgressCallback | None = None,
     control: RunControl | None = None,
+    streams: Sequence[str] | None = None,
 ) -> SyncSummary:
     """Sync the named sources (default: all) and recompute the periods they touched.
 
@@ -99,9 +100,11 @@ def resync(
     results: list[StreamResult] = []
     for name in sources or list(config.settings.sources):
         settings = config.settings.sources[name]
-        streams = [stream] if stream else settings.streams
+        chosen = (
+            [stream] if stream else [s for s in settings.streams if not streams or s in streams]
+        )
         with source_class(settings.kind)(config.connection(name)) as connector:
-            for stream_name in streams:
+            for stream_name in chosen:
                 if control.stop is not None and control.stop.is_set():
                     break
                 try:

@@ -293,6 +293,10 @@ def test_no_secret_reaches_a_log_line_an_error_the_status_or_the_database(
         until(lambda: any(r.outcome == "failed" for r in runs(engine)))
     finally:
         _, output = stop(service)
+    status = json.loads(cli(files, "status", "--format", "json").stdout)
+    (stream,) = status["streams"]
+    assert stream["last_failure"] and "snow" in stream["last_failure"]["error"]  # named
+    assert stream["last_run"]["outcome"] == "failed"
     texts = [output]
     for args in (("status",), ("status", "--format", "json"), ("resync",), ("scorecard",)):
         done = cli(files, *args)
@@ -309,3 +313,30 @@ def test_no_secret_reaches_a_log_line_an_error_the_status_or_the_database(
 
 def db_tables(engine: sa.Engine) -> list[str]:
     return sa.inspect(engine).get_table_names()
+
+
+def test_a_stream_on_its_own_schedule_and_the_lag_status_reports(
+    snow: RunningSandbox, tmp_path: Path
+) -> None:
+    files = service_config(tmp_path, snow, f"sqlite:///{tmp_path / 'svc.db'}", every="1h")
+    text = files.path.read_text().replace(
+        'streams = ["incident"]',
+        'streams = ["incident", "sys_user_group"]\nstream_schedules = { incident = "1s" }',
+    )
+    files.path.write_text(text)
+    engine = engine_of(files)
+    service = start(files)
+    try:
+        until(lambda: len([r for r in runs(engine) if r.outcome == "succeeded"]) >= 2)
+        status = json.loads(cli(files, "status", "--format", "json").stdout)
+    finally:
+        code, output = stop(service)
+    assert code == 0, output
+    synced = {r.stream for r in runs(engine)}
+    assert synced == {"incident"}  # the group stream waits for the source's hourly run
+    by_stream = {s["stream"]: s for s in status["streams"]}
+    assert by_stream["incident"]["lag_seconds"] is not None
+    assert by_stream["incident"]["lag_seconds"] < 30
+    assert by_stream["sys_user_group"]["complete_up_to"] is None
+    assert by_stream["sys_user_group"]["stale"] is True  # never synced
+    engine.dispose()
