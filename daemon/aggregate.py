@@ -90,38 +90,46 @@ class _Expressions:
         self.table = table
         self.joins: list[tuple[FromClause, ColumnElement[bool]]] = []
         self._tier: ColumnElement[Any] | None = None
+        self._breaches: Any = None
 
     def sla(self, name: str) -> ColumnElement[Any]:
-        sla_type = "resolution" if name == "sla_met" else "response"
-        sla = CANONICAL_TABLES["sla"]
-        breached = (
-            select(
-                sla.c.source,
-                sla.c.task,
-                func.max(case((sla.c.breached.is_(True), 1), else_=0)).label("any_breach"),
+        """Met / not met / None from the source's cycles (one pass over them for both SLA
+        types, whichever metrics ask), or the incident's own flag."""
+        if self._breaches is None:
+            sla = CANONICAL_TABLES["sla"]
+            flag = case((sla.c.breached.is_(True), 1), else_=0)
+            self._breaches = (
+                select(
+                    sla.c.source,
+                    sla.c.task,
+                    func.max(case((sla.c.sla_type == "resolution", flag))).label("resolution"),
+                    func.max(case((sla.c.sla_type == "response", flag))).label("response"),
+                )
+                .where(
+                    sla.c.deleted_at.is_(None),
+                    sla.c.sla_type.in_(["resolution", "response"]),
+                    or_(sla.c.stage.is_(None), sla.c.stage != "cancelled"),
+                )
+                .group_by(sla.c.source, sla.c.task)
+                .subquery("breaches")
             )
-            .where(
-                sla.c.deleted_at.is_(None),
-                sla.c.sla_type == sla_type,
-                or_(sla.c.stage.is_(None), sla.c.stage != "cancelled"),
-            )
-            .group_by(sla.c.source, sla.c.task)
-            .subquery(f"breach_{sla_type}")
-        )
+            t = self.table.c
+            on = and_(self._breaches.c.source == t.source, self._breaches.c.task == t.source_id)
+            self.joins.append((self._breaches, on))
+        any_breach = self._breaches.c["resolution" if name == "sla_met" else "response"]
         t = self.table.c
-        self.joins.append(
-            (breached, and_(breached.c.source == t.source, breached.c.task == t.source_id))
-        )
         by_cycles = sla_record_sources(self.config)
         from_cycles = case(
-            (breached.c.any_breach.is_(None), null()),
-            (breached.c.any_breach == 1, literal(False)),
+            (any_breach.is_(None), null()),
+            (any_breach == 1, literal(False)),
             else_=literal(True),
         )
-        flag = t.made_sla if name == "sla_met" else null()
+        flag_column = t.made_sla if name == "sla_met" else null()
         if not by_cycles:
-            return type_coerce(flag, Boolean())
-        return type_coerce(case((t.source.in_(by_cycles), from_cycles), else_=flag), Boolean())
+            return type_coerce(flag_column, Boolean())
+        return type_coerce(
+            case((t.source.in_(by_cycles), from_cycles), else_=flag_column), Boolean()
+        )
 
     def tier(self) -> ColumnElement[Any]:
         if self._tier is not None:
@@ -187,20 +195,66 @@ class _Expressions:
         return self.unit_cost()
 
 
+def families(
+    metrics: Sequence[tuple[MetricSpec, Sequence[Period]]],
+) -> list[list[tuple[MetricSpec, Sequence[Period]]]]:
+    """Groupable metrics of one record kind and cohort that can share one grouped query.
+
+    Sharing a scan is what makes a million records cheap; it stays cheap while the
+    fields grouped by are few-valued (codes, flags, counts, tiers). So metrics share a
+    query when they group by the same many-valued fields (assignment group, agent ...);
+    durations keep their own (they carry each record's hours)."""
+    out: dict[Any, list[tuple[MetricSpec, Sequence[Period]]]] = {}
+    for metric, periods in metrics:
+        key: Any = ("duration", metric.id) if metric.kind == "duration" else _wide(metric)
+        out.setdefault(key, []).append((metric, periods))
+    return list(out.values())
+
+
+LOW_DERIVED = frozenset({"sla_met", "response_sla_met", "tier", "unit_cost"})
+
+
+def _wide(metric: MetricSpec) -> frozenset[str]:
+    """The many-valued fields a metric groups by (free-text fields not read only for emptiness)."""
+    schema = KINDS[metric.record]
+    empty = _emptiness_only(metric)
+    return frozenset(
+        name
+        for name in metric.required_fields()
+        if name != metric.cohort
+        and name not in empty
+        and name not in LOW_DERIVED
+        and schema.type_of(name) == "str"
+    )
+
+
 def grouped_values(
     conn: Connection, config: Config, metric: MetricSpec, periods: Sequence[Period]
 ) -> list[MetricValue]:
     """Values of a groupable metric for ``periods``, from one grouped query."""
+    return grouped_family(conn, config, [(metric, periods)])
+
+
+def grouped_family(
+    conn: Connection, config: Config, family: Sequence[tuple[MetricSpec, Sequence[Period]]]
+) -> list[MetricValue]:
+    """Values of metrics sharing one record kind and cohort, from one grouped query."""
+    metrics = [m for m, _ in family]
+    metric = metrics[0]
     table = CANONICAL_TABLES[metric.record]
-    bounds = sorted({p.start for p in periods} | {p.end for p in periods})
+    every = [p for _, periods in family for p in periods]
+    bounds = sorted({p.start for p in every} | {p.end for p in every})
     cohort = table.c[metric.cohort]
     segment = case(*((cohort < b, i) for i, b in enumerate(bounds[1:])), else_=None)
     derived = set(KINDS[metric.record].derived)
-    empty_only = _emptiness_only(metric)
+    empty_only = set.intersection(*(_emptiness_only(m) for m in metrics))
     expressions = _Expressions(config, table)
     duration = metric.kind == "duration"
+    if duration and len(family) > 1:
+        raise ValueError("a duration is grouped on its own: it carries each record's hours")
     clock = {metric.start or "", metric.end or ""} if duration else set()
-    names = [f for f in metric.required_fields() if f != metric.cohort and f not in clock]
+    wanted = sorted({f for m in metrics for f in m.required_fields()})
+    names = [f for f in wanted if f != metric.cohort and f not in clock]
     columns: list[ColumnElement[Any]] = []
     for name in names:
         if name in derived:
@@ -232,7 +286,9 @@ def grouped_values(
         .where(cohort >= bounds[0], cohort < bounds[-1], table.c.deleted_at.is_(None))
         .group_by(*_positions(len(grouped)))
     )
-    evaluation = Evaluation(metric, periods, config.catalogue.calendar_choice(metric))
+    evaluations = [
+        Evaluation(m, periods, config.catalogue.calendar_choice(m)) for m, periods in family
+    ]
     starts = bounds[:-1]
     for row in conn.execute(query):
         record = dict(row._mapping)
@@ -243,15 +299,16 @@ def grouped_values(
         moment = starts[index]
         record[metric.cohort] = moment
         if not duration:
-            evaluation.add(record, weight)
+            for evaluation in evaluations:
+                evaluation.add(record, weight)
             continue
         state, hours = record.pop("_status"), record.pop("_hours")
         # A stand-in start and end that classify as this group's records did.
         record[metric.start or ""] = None if state == "no start" else moment
         after = moment - timedelta(seconds=1) if state == "reversed" else moment
         record[metric.end or ""] = None if state == "no end" else after
-        evaluation.add(record, weight, _samples(hours) if state == "ok" else None)
-    return evaluation.results()
+        evaluations[0].add(record, weight, _samples(hours) if state == "ok" else None)
+    return [value for evaluation in evaluations for value in evaluation.results()]
 
 
 def _positions(count: int) -> list[Any]:

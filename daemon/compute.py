@@ -110,10 +110,8 @@ def compute(
     for (kind, cohort), all_ids in groups.items():
         # Counting metrics are grouped by the database; the others stream their records.
         grouped = [i for i in all_ids if aggregate.can_group(config, metrics[i])]
-        for metric_id in grouped:
-            values.extend(
-                aggregate.grouped_values(conn, config, metrics[metric_id], plan[metric_id])
-            )
+        for family in aggregate.families([(metrics[i], plan[i]) for i in grouped]):
+            values.extend(aggregate.grouped_family(conn, config, family))
         ids = [i for i in all_ids if i not in grouped]
         # A metric whose population the database can select reads only those records.
         for metric_id in [i for i in ids if aggregate.population_sql(metrics[i]) is not None]:
