@@ -340,3 +340,32 @@ def test_a_stream_on_its_own_schedule_and_the_lag_status_reports(
     assert by_stream["sys_user_group"]["complete_up_to"] is None
     assert by_stream["sys_user_group"]["stale"] is True  # never synced
     engine.dispose()
+
+
+def test_a_second_signal_exits_at_once_and_leaves_only_whole_pages(
+    snow: RunningSandbox, tmp_path: Path
+) -> None:
+    snow.instance.faults.append(Fault("slow", times=100, after=1, seconds=1.5))
+    files = service_config(tmp_path, snow, f"sqlite:///{tmp_path / 'svc.db'}", page_size=50)
+    engine = engine_of(files)
+    service = start(files)
+
+    def stored() -> int:
+        with engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(store.raw_table)
+            return int(conn.execute(query).scalar_one())
+
+    until(lambda: stored() >= 50)
+    service.send_signal(signal.SIGTERM)  # asks for a clean stop after the page in flight ...
+    time.sleep(0.2)
+    began = time.monotonic()
+    service.send_signal(signal.SIGTERM)  # ... but the operator will not wait for it
+    output, _ = service.communicate(timeout=10)
+    assert service.returncode == 130, output
+    assert time.monotonic() - began < 5  # at once, not after the slow page
+    assert stored() % 50 == 0  # whole pages only
+    snow.instance.faults.clear()
+    rerun = cli(files, "resync", "--format", "json")  # the dead holder's lock is taken over
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert stored() == 600
+    engine.dispose()
