@@ -229,6 +229,30 @@ def _progress(output: Format) -> Iterator[Any]:
         yield update
 
 
+@app.command("report")
+def report_command(
+    output_file: Annotated[
+        Path, typer.Option("--output", help="Where to write the HTML file.")
+    ] = Path("scorecard.html"),
+    period: Annotated[
+        str | None,
+        typer.Option(help="2026-10, 2026-Q3, 2026-W40, 2026, FIRST..LAST; default last month."),
+    ] = None,
+    periods: Annotated[int, typer.Option(help="Periods in each trend chart.")] = 12,
+) -> None:
+    """The scorecard as one self-contained HTML file (no network), printable on A4."""
+    from daemon.html_report import write_report
+
+    config = _load(sources=False)
+    try:
+        chosen = report.resolve_period(config, period)
+    except ValueError as exc:
+        err.print(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
+    written = write_report(_engine(config), config, chosen, output_file, periods=periods)
+    out.print(f"report for {chosen.label} written to {written}", highlight=False)
+
+
 @app.command("run")
 def run_command() -> None:
     """Run the service in the foreground: scheduled syncs and censuses until SIGTERM/SIGINT.
@@ -954,6 +978,12 @@ def demo_command(
         if not summary.ok:
             raise typer.Exit(EXIT_SYNC_FAILED)
         _demo_scorecard(config, engine, directory, seed)
+        from daemon.html_report import write_report
+
+        html = write_report(
+            engine, config, report.resolve_period(config, None), directory / "scorecard.html"
+        )
+        out.print(f"\nHTML report: {html}", highlight=False)
         if serve:
             from daemon.scheduler import Service
 
