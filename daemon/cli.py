@@ -56,6 +56,12 @@ class Format(StrEnum):
     json = "json"
 
 
+class CardFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
 class _State:
     config_path: Path | None = None
 
@@ -480,7 +486,7 @@ def scorecard_command(
             help="2026-10, 2026-Q3, 2026-W40, 2026, 2026-10-05 or FIRST..LAST; default the last complete month."
         ),
     ] = None,
-    output: Annotated[Format, typer.Option("--format")] = Format.table,
+    output: Annotated[CardFormat, typer.Option("--format")] = CardFormat.table,
 ) -> None:
     """The scorecard of one period: four perspectives, objectives, measures, status, trend."""
     config = _load(sources=False)
@@ -490,8 +496,10 @@ def scorecard_command(
         err.print(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
     result = report.build_scorecard(_engine(config), config, chosen)
-    if output == Format.json:
+    if output == CardFormat.json:
         out.print_json(data=report.scorecard_json(result))
+    elif output == CardFormat.csv:
+        sys.stdout.write(report.scorecard_csv(result))
     else:
         report.render_scorecard(result, out)
         report.render_strategy(result, out)

@@ -410,3 +410,60 @@ def render_source_breakdown(
     for metric, unit, source, value, n in rows:
         table.add_row(metric, source, _fmt(value, unit), str(n))
     console.print(table)
+
+
+CSV_COLUMNS = (
+    "period",
+    "perspective",
+    "objective",
+    "metric",
+    "name",
+    "unit",
+    "direction",
+    "manual",
+    "value",
+    "target",
+    "amber",
+    "status",
+    "stale",
+    "score",
+    "n",
+    "previous",
+    "trend",
+)
+"""``itbsc scorecard --format csv``: one row per measure, these columns in this order."""
+
+
+def scorecard_csv(report: ScorecardReport) -> str:
+    """The scorecard as CSV (a stable, documented schema: CSV_COLUMNS)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for p in report.result.perspectives:
+        for o in p.objectives:
+            for m in o.measures:
+                writer.writerow(
+                    [
+                        report.period.label,
+                        p.spec.id,
+                        o.spec.id,
+                        m.metric.id,
+                        m.metric.name,
+                        m.metric.unit,
+                        m.metric.direction,
+                        str(m.metric.manual).lower(),
+                        "" if m.value is None else f"{m.value:.6g}",
+                        f"{m.spec.target:g}",
+                        f"{m.spec.amber:g}",
+                        m.status,
+                        m.stale or "",
+                        "" if m.score is None else f"{m.score:.1f}",
+                        m.n,
+                        "" if m.previous is None else f"{m.previous:.6g}",
+                        m.trend,
+                    ]
+                )
+    return buffer.getvalue()

@@ -138,6 +138,23 @@ class Service:
                     stream=result.stream,
                 )
 
+    def _report(self) -> None:
+        """Write the HTML scorecard of the last complete period (and keep each period's)."""
+        from daemon.html_report import write_report
+        from mapping.periods import period_containing, previous_period
+
+        reports = self.config.settings.reports
+        assert reports.directory is not None
+        directory = self.config.path.parent / reports.directory
+        current = period_containing(datetime.now(UTC), reports.grain, self.config.zone)
+        period = previous_period(current, self.config.zone)
+        written = write_report(
+            self.engine, self.config, period, directory / f"scorecard-{period.label}.html"
+        )
+        latest = directory / "scorecard.html"
+        latest.write_text(written.read_text(encoding="utf-8"), encoding="utf-8")
+        log.info("report written", path=str(written), period=period.label)
+
     def _recompute(self) -> None:
         from daemon.compute import recompute_dirty
 
@@ -197,6 +214,13 @@ class Service:
                 job = self._tracked(f"census:{name}", functools.partial(self._census, name))
                 scheduler.add_job(job, cron, id=f"census:{name}", name=f"census {name}")
                 count += 1
+        if self.config.settings.reports.directory:
+            scheduler.add_job(
+                self._tracked("report", self._report),
+                _trigger(self.config.settings.reports.schedule),
+                id="report",
+            )
+            count += 1
         every = parse_every(self.config.settings.daemon.recompute_every).total_seconds()
         scheduler.add_job(
             self._tracked("recompute", self._recompute),

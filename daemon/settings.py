@@ -114,6 +114,14 @@ class DaemonSettings(_Strict):
     """``host:port`` for /healthz and /metrics (off when unset; use 127.0.0.1)."""
 
 
+class ReportSettings(_Strict):
+    """``[reports]``: the service writes the HTML scorecard of the last complete period here."""
+
+    directory: str | None = None  # relative to the config file; off when unset
+    schedule: str = "0 6 * * *"  # cron (UTC) or an interval such as 1h
+    grain: Literal["week", "month", "quarter", "year"] = "month"
+
+
 class ScorecardSettings(_Strict):
     file: str = "scorecard.toml"
     catalogue: str = "metrics.toml"
@@ -125,6 +133,7 @@ class Settings(_Strict):
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
     scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
 
 @dataclass
@@ -220,6 +229,15 @@ def load_config(
         secrets.update(_source_checks(name, source, base, env, problems, need_source_secrets))
     mappings = _load_mappings(settings, base, problems)
     catalogue, scorecard = _load_scorecard(settings.scorecard, base, problems)
+    rhythm = settings.reports.schedule
+    if settings.reports.directory:
+        from daemon.scheduler import every_problem, schedule_problem
+
+        if every_problem(rhythm) and schedule_problem(rhythm):
+            problems.add(
+                "reports.schedule",
+                f"{rhythm!r} is neither a cron expression nor an interval such as 1h",
+            )
     if catalogue is not None:
         calendars = catalogue.calendars()
         for name, spec in mappings.items():

@@ -263,3 +263,67 @@ def test_resync_on_a_terminal_shows_a_progress_bar_with_the_sources_total(
     assert "snow/incident" in screen
     assert "600/600" in screen  # records of the total the source announced
     assert "rec/s" in screen
+
+
+# The documented export schemas: changing them breaks users' scripts, so they are fixed here.
+CSV_HEADER = (
+    "period,perspective,objective,metric,name,unit,direction,manual,value,target,amber,"
+    "status,stale,score,n,previous,trend"
+)
+JSON_TOP = {
+    "title",
+    "period",
+    "period_start",
+    "period_end",
+    "previous_period",
+    "score",
+    "notes",
+    "perspectives",
+    "links",
+    "freshness",
+}
+JSON_PERSPECTIVE = {"id", "name", "score", "objectives"}
+JSON_OBJECTIVE = {"id", "name", "score", "status", "initiatives", "measures"}
+JSON_MEASURE = {
+    "metric",
+    "name",
+    "manual",
+    "unit",
+    "direction",
+    "value",
+    "n",
+    "target",
+    "amber",
+    "status",
+    "score",
+    "previous",
+    "trend",
+    "better",
+    "stale",
+}
+
+
+def test_scorecard_exports_keep_their_documented_schemas(synced: Path) -> None:
+    import csv
+    import io
+
+    text = run(synced, "scorecard", "--period", "2026-05", "--format", "csv")
+    lines = text.splitlines()
+    assert lines[0] == CSV_HEADER
+    rows = list(csv.DictReader(io.StringIO(text)))
+    card = json.loads(run(synced, "scorecard", "--period", "2026-05", "--format", "json"))
+    measures = [m for p in card["perspectives"] for o in p["objectives"] for m in o["measures"]]
+    assert len(rows) == len(measures)
+    by_metric = {r["metric"]: r for r in rows}
+    assert by_metric["C1"]["period"] == "2026-05" and by_metric["C1"]["perspective"] == "customer"
+    assert float(by_metric["C1"]["value"]) == pytest.approx(
+        next(m["value"] for m in measures if m["metric"] == "C1"), rel=1e-5
+    )
+    assert by_metric["F8"]["manual"] == "true" and by_metric["F8"]["value"] == ""
+    assert set(card) == JSON_TOP
+    for perspective in card["perspectives"]:
+        assert set(perspective) == JSON_PERSPECTIVE
+        for objective in perspective["objectives"]:
+            assert set(objective) == JSON_OBJECTIVE
+            for measure in objective["measures"]:
+                assert set(measure) == JSON_MEASURE

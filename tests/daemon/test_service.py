@@ -117,6 +117,9 @@ def test_the_service_syncs_on_schedule_reports_itself_and_stops_cleanly(
     files = service_config(
         tmp_path, snow, f"sqlite:///{tmp_path / 'svc.db'}", http=f"127.0.0.1:{port}"
     )
+    files.path.write_text(
+        files.path.read_text() + '\n[reports]\ndirectory = "reports"\nschedule = "2s"\n'
+    )
     engine = engine_of(files)
     service = start(files)
     try:
@@ -136,6 +139,9 @@ def test_the_service_syncs_on_schedule_reports_itself_and_stops_cleanly(
         assert any(
             line.startswith("itbsc_scorecard_value{metric=") for line in metrics.splitlines()
         )
+        latest = tmp_path / "reports" / "scorecard.html"
+        until(lambda: latest.exists())  # the scheduled HTML report
+        assert "IT Balanced Scorecard" in latest.read_text()
     finally:
         code, output = stop(service)
     assert code == 0, output
