@@ -487,6 +487,16 @@ def scorecard_command(
         ),
     ] = None,
     output: Annotated[CardFormat, typer.Option("--format")] = CardFormat.table,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="One dimension, e.g. priority=P1 (metrics without it: no data)."),
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="One source only (same as --by source=NAME).")
+    ] = None,
+    spark: Annotated[
+        int, typer.Option(help="Periods in the table's sparkline column (0: none).")
+    ] = 8,
 ) -> None:
     """The scorecard of one period: four perspectives, objectives, measures, status, trend."""
     config = _load(sources=False)
@@ -495,7 +505,17 @@ def scorecard_command(
     except ValueError as exc:
         err.print(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
-    result = report.build_scorecard(_engine(config), config, chosen)
+    if by and source:
+        err.print("--by and --source exclude each other")
+        raise typer.Exit(EXIT_CONFIG)
+    if source and source not in config.settings.sources:
+        err.print(f"unknown source {source!r}; the config has {', '.join(config.settings.sources)}")
+        raise typer.Exit(EXIT_CONFIG)
+    dimension = f"source={source}" if source else (by or "all")
+    history = spark if output == CardFormat.table else 0
+    result = report.build_scorecard(
+        _engine(config), config, chosen, dimension=dimension, spark=history
+    )
     if output == CardFormat.json:
         out.print_json(data=report.scorecard_json(result))
     elif output == CardFormat.csv:

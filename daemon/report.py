@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +44,24 @@ class ScorecardReport:
     previous: Period
     result: ScorecardResult
     freshness: list[Freshness]
+    dimension: str = ALL
+    history: list[dict[str, Reading]] = field(default_factory=list)  # oldest first
+
+    def sparkline(self, metric: str) -> str:
+        """The metric over the history as block characters (a space where there is no data)."""
+        values = [h.get(metric, Reading(None, 0)).value for h in self.history]
+        present = [v for v in values if v is not None]
+        if not present:
+            return ""
+        low, high = min(present), max(present)
+        span = (high - low) or 1.0
+        return "".join(
+            " " if v is None else SPARKS[min(int((v - low) / span * (len(SPARKS) - 1)), 7)]
+            for v in values
+        )
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def default_period(config: Config, now: datetime) -> Period:
@@ -55,8 +73,12 @@ def resolve_period(config: Config, text: str | None) -> Period:
     return parse_period(text, config.zone) if text else default_period(config, store.now())
 
 
-def readings(conn: Connection, config: Config, period: Period) -> dict[str, Reading]:
-    """Each scorecard metric's 'all' value in ``period``: stored when the grain is kept, else computed."""
+def readings(
+    conn: Connection, config: Config, period: Period, dimension: str = ALL
+) -> dict[str, Reading]:
+    """Each scorecard metric's value in ``period`` for ``dimension`` (``all``, or e.g.
+    ``source=snow``): stored when the grain is kept, else computed. A metric without that
+    dimension (a manual figure has only ``all``) reads as no data."""
     wanted = set(config.scorecard.metric_ids())
     stored = {
         row["metric"]: Reading(row["value"], row["n"])
@@ -66,14 +88,14 @@ def readings(conn: Connection, config: Config, period: Period) -> dict[str, Read
             grain=period.grain,
             start=period.start,
             end=period.end,
-            dimension=ALL,
+            dimension=dimension,
         )
         if row["period_start"] == period.start
     }
     missing = sorted(wanted - set(stored))
     if missing:
         values = compute(conn, config, {m: [period] for m in missing})
-        stored.update({v.metric: Reading(v.value, v.n) for v in values if v.dimension == ALL})
+        stored.update({v.metric: Reading(v.value, v.n) for v in values if v.dimension == dimension})
     stale = stale_kinds(conn, config, period, store.now())
     if stale:
         metrics = config.catalogue.by_id()
@@ -122,10 +144,29 @@ def _stale_reason(
     return stale.get(metric.record)
 
 
-def build_scorecard(engine: Engine, config: Config, period: Period) -> ScorecardReport:
+def build_scorecard(
+    engine: Engine,
+    config: Config,
+    period: Period,
+    *,
+    dimension: str = ALL,
+    spark: int = 0,
+) -> ScorecardReport:
+    """The scorecard of ``period`` (for one dimension), with ``spark`` periods of history."""
     before = previous_period(period, config.zone)
     with engine.connect() as conn:
-        current, previous = readings(conn, config, period), readings(conn, config, before)
+        current = readings(conn, config, period, dimension)
+        previous = readings(conn, config, before, dimension)
+        history: list[dict[str, Reading]] = []
+        if spark:
+            periods = [period, before]
+            while len(periods) < spark:
+                periods.append(previous_period(periods[-1], config.zone))
+            known = {period: current, before: previous}
+            history = [
+                known.get(p) or readings(conn, config, p, dimension)
+                for p in reversed(periods[:spark])
+            ]
         counts = store.stream_counts(conn)
         freshness = [
             Freshness(
@@ -138,7 +179,7 @@ def build_scorecard(engine: Engine, config: Config, period: Period) -> Scorecard
             )
         ]
     result = evaluate_scorecard(config.scorecard, config.catalogue, current, previous)
-    return ScorecardReport(period, before, result, freshness)
+    return ScorecardReport(period, before, result, freshness, dimension, history)
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -266,8 +307,9 @@ def render_strategy(report: ScorecardReport, console: Console) -> None:
 
 def render_scorecard(report: ScorecardReport, console: Console) -> None:
     r = report.result
+    scope = "" if report.dimension == ALL else f" — {report.dimension}"
     console.print(
-        Text(f"{r.spec.title} — {report.period.label}", style="bold"),
+        Text(f"{r.spec.title} — {report.period.label}{scope}", style="bold"),
         Text(f"  overall score {_score(r.score)}/100  (trend vs {report.previous.label})"),
     )
     table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False)
@@ -277,10 +319,12 @@ def render_scorecard(report: ScorecardReport, console: Console) -> None:
         ("Target", "right"),
         ("Status", "left"),
         ("Trend", "center"),
+        *([(f"Last {len(report.history)}", "left")] if report.history else []),
         ("n", "right"),
         ("Score", "right"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    spark = [""] if report.history else []
     for p in r.perspectives:
         table.add_row(
             Text(p.spec.name.upper(), style="bold cyan"),
@@ -288,12 +332,20 @@ def render_scorecard(report: ScorecardReport, console: Console) -> None:
             "",
             "",
             "",
+            *spark,
             "",
             Text(_score(p.score), style="bold"),
         )
         for o in p.objectives:
             table.add_row(
-                Text(f"  {o.spec.name}", style="italic"), "", "", "", "", "", _score(o.score)
+                Text(f"  {o.spec.name}", style="italic"),
+                "",
+                "",
+                "",
+                "",
+                *spark,
+                "",
+                _score(o.score),
             )
             if not o.measures:
                 table.add_row(
@@ -302,6 +354,7 @@ def render_scorecard(report: ScorecardReport, console: Console) -> None:
                     "",
                     _status("grey"),
                     "",
+                    *spark,
                     "",
                     "—",
                 )
@@ -315,6 +368,7 @@ def render_scorecard(report: ScorecardReport, console: Console) -> None:
                     f"{op} {_fmt(m.spec.target, m.metric.unit)}",
                     _status("stale" if m.stale else m.status),
                     Text(arrow, style=style),
+                    *([report.sparkline(m.metric.id)] if report.history else []),
                     str(m.n),
                     _score(m.score),
                 )

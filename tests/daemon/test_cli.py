@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -327,3 +328,33 @@ def test_scorecard_exports_keep_their_documented_schemas(synced: Path) -> None:
             assert set(objective) == JSON_OBJECTIVE
             for measure in objective["measures"]:
                 assert set(measure) == JSON_MEASURE
+
+
+def test_scorecard_for_one_source_or_dimension_with_a_sparkline(synced: Path) -> None:
+    whole = json.loads(run(synced, "scorecard", "--period", "2026-05", "--format", "json"))
+    p3 = json.loads(
+        run(synced, "scorecard", "--period", "2026-05", "--by", "priority=P3", "--format", "json")
+    )
+
+    def measure(card: dict[str, Any], metric: str) -> dict[str, Any]:
+        return next(
+            m
+            for p in card["perspectives"]
+            for o in p["objectives"]
+            for m in o["measures"]
+            if m["metric"] == metric
+        )
+
+    assert 0 < measure(p3, "C1")["n"] < measure(whole, "C1")["n"]
+    assert measure(p3, "F8")["value"] is None  # a manual figure has no priority
+    only = json.loads(
+        run(synced, "scorecard", "--period", "2026-05", "--source", "snow", "--format", "json")
+    )
+    assert measure(only, "C1")["n"] == measure(whole, "C1")["n"]  # the only source
+    table = run(synced, "scorecard", "--period", "2026-05", "--spark", "6")
+    assert "Last 6" in table
+    assert any(ch in table for ch in "▁▂▃▄▅▆▇█")
+    bad = CliRunner().invoke(
+        app, ["--config", str(synced), "scorecard", "--source", "nope"], env=ENV
+    )
+    assert bad.exit_code == 2 and "unknown source 'nope'" in bad.output
