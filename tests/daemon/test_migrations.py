@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
@@ -26,3 +28,43 @@ def test_upgrade_from_empty_then_no_drift(db_url: str) -> None:
 def test_migrations_ship_inside_the_installed_package() -> None:
     assert (db.MIGRATIONS / "env.py").is_file()
     assert list((db.MIGRATIONS / "versions").glob("*_initial_schema.py"))
+
+
+def test_grafana_views_read_the_stored_values(db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from daemon import store
+
+    engine = db.create_db_engine(make_url(db_url))
+    db.upgrade(engine)
+    start = datetime(2026, 4, 30, 22, tzinfo=UTC)
+    end = datetime(2026, 5, 31, 22, tzinfo=UTC)
+    base = {
+        "metric": "C1",
+        "grain": "month",
+        "period": "2026-05",
+        "period_start": start,
+        "period_end": end,
+        "numerator": 9.0,
+        "denominator": 10.0,
+        "n": 10,
+        "exclusions": {},
+        "mapping_version": "v",
+        "computed_at": end,
+    }
+    with engine.begin() as conn:
+        store.write_metric_values(
+            conn,
+            [
+                {**base, "dimension": "all", "value": 90.0},
+                {**base, "dimension": "source=snow", "value": 80.0},
+            ],
+        )
+    with engine.connect() as conn:
+        monthly = conn.execute(sa.text("SELECT metric, period, value FROM v_metric_monthly")).all()
+        by_source = conn.execute(sa.text("SELECT source, value FROM v_metric_by_source")).all()
+        every = conn.execute(sa.text("SELECT count(*) FROM v_metric_value")).scalar_one()
+    assert [tuple(r) for r in monthly] == [("C1", "2026-05", 90.0)]
+    assert [tuple(r) for r in by_source] == [("snow", 80.0)]
+    assert every == 2
+    engine.dispose()
