@@ -497,6 +497,10 @@ def scorecard_command(
     spark: Annotated[
         int, typer.Option(help="Periods in the table's sparkline column (0: none).")
     ] = 8,
+    keep: Annotated[
+        bool,
+        typer.Option("--store", help="Also keep this judgement in scorecard_result (v_scorecard)."),
+    ] = False,
 ) -> None:
     """The scorecard of one period: four perspectives, objectives, measures, status, trend."""
     config = _load(sources=False)
@@ -513,9 +517,10 @@ def scorecard_command(
         raise typer.Exit(EXIT_CONFIG)
     dimension = f"source={source}" if source else (by or "all")
     history = spark if output == CardFormat.table else 0
-    result = report.build_scorecard(
-        _engine(config), config, chosen, dimension=dimension, spark=history
-    )
+    engine = _engine(config)
+    result = report.build_scorecard(engine, config, chosen, dimension=dimension, spark=history)
+    if keep:
+        report.store_results(engine, result)
     if output == CardFormat.json:
         out.print_json(data=report.scorecard_json(result))
     elif output == CardFormat.csv:

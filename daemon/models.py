@@ -247,3 +247,27 @@ class DaemonBeat(Base):
     started_at: Mapped[datetime]
     beat_at: Mapped[datetime]
     next_runs: Mapped[dict[str, Any] | None]
+
+
+class ScorecardResultRow(Base):
+    """A measure's status in one period as the scorecard judged it (for dashboards and history).
+
+    Written by the service with each scheduled report and by ``itbsc scorecard --store``;
+    a later judgement of the same period replaces the earlier one."""
+
+    __tablename__ = "scorecard_result"
+
+    period: Mapped[str] = mapped_column(String(30), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(300), primary_key=True)
+    objective: Mapped[str] = mapped_column(String(100), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(50), primary_key=True)
+    period_start: Mapped[datetime]
+    perspective: Mapped[str] = mapped_column(String(30))
+    value: Mapped[float | None] = mapped_column(Float)
+    target: Mapped[float] = mapped_column(Float)
+    amber: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(10))
+    stale: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    judged_at: Mapped[datetime]

@@ -521,3 +521,43 @@ def scorecard_csv(report: ScorecardReport) -> str:
                     ]
                 )
     return buffer.getvalue()
+
+
+def store_results(engine: Engine, report: ScorecardReport) -> int:
+    """Keep this judgement of the period (replacing an earlier one) for dashboards."""
+    from sqlalchemy import delete
+
+    from daemon.models import ScorecardResultRow
+
+    table: Any = ScorecardResultRow.__table__
+    now = store.now()
+    rows = [
+        {
+            "period": report.period.label,
+            "dimension": report.dimension,
+            "objective": o.spec.id,
+            "metric": m.metric.id,
+            "period_start": report.period.start,
+            "perspective": p.spec.id,
+            "value": m.value,
+            "target": m.spec.target,
+            "amber": m.spec.amber,
+            "status": m.status,
+            "stale": m.stale,
+            "score": m.score,
+            "n": m.n,
+            "judged_at": now,
+        }
+        for p in report.result.perspectives
+        for o in p.objectives
+        for m in o.measures
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            delete(table).where(
+                table.c.period == report.period.label, table.c.dimension == report.dimension
+            )
+        )
+        if rows:
+            conn.execute(table.insert(), rows)
+    return len(rows)

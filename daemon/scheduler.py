@@ -153,6 +153,9 @@ class Service:
         )
         latest = directory / "scorecard.html"
         latest.write_text(written.read_text(encoding="utf-8"), encoding="utf-8")
+        from daemon import report
+
+        report.store_results(self.engine, report.build_scorecard(self.engine, self.config, period))
         log.info("report written", path=str(written), period=period.label)
 
     def _recompute(self) -> None:

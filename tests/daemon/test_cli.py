@@ -358,3 +358,30 @@ def test_scorecard_for_one_source_or_dimension_with_a_sparkline(synced: Path) ->
         app, ["--config", str(synced), "scorecard", "--source", "nope"], env=ENV
     )
     assert bad.exit_code == 2 and "unknown source 'nope'" in bad.output
+
+
+def test_a_stored_scorecard_reads_back_through_the_dashboard_view(synced: Path) -> None:
+    card = json.loads(run(synced, "scorecard", "--period", "2026-05", "--format", "json"))
+    run(synced, "scorecard", "--period", "2026-05", "--store")
+    run(synced, "scorecard", "--period", "2026-05", "--store")  # a second judgement replaces
+    engine = sa.create_engine(load_config(synced, env=ENV).database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT metric, objective, status, value FROM v_scorecard WHERE period = '2026-05'"
+            )
+        ).all()
+    engine.dispose()
+    measures = {
+        (m["metric"], o["id"]): m
+        for p in card["perspectives"]
+        for o in p["objectives"]
+        for m in o["measures"]
+    }
+    assert len(rows) == len(measures)
+    for metric, objective, status, value in rows:
+        assert status == measures[(metric, objective)]["status"]
+        expected = measures[(metric, objective)]["value"]
+        assert (value is None) == (expected is None)
+        if value is not None:
+            assert value == pytest.approx(expected)
