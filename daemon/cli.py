@@ -104,6 +104,15 @@ def _load(*, sources: bool = True) -> Config:
     return config
 
 
+def _period(config: Config, text: str | None) -> Any:
+    """The period a user named (default: the last complete month), or exit 2 saying why not."""
+    try:
+        return report.resolve_period(config, text)
+    except ValueError as exc:
+        err.print(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
 def _engine(config: Config) -> Engine:
     """Open the database and apply pending migrations (the schema is always at head)."""
     try:
@@ -250,11 +259,7 @@ def report_command(
     from daemon.html_report import write_report
 
     config = _load(sources=False)
-    try:
-        chosen = report.resolve_period(config, period)
-    except ValueError as exc:
-        err.print(str(exc))
-        raise typer.Exit(EXIT_CONFIG) from None
+    chosen = _period(config, period)
     written = write_report(_engine(config), config, chosen, output_file, periods=periods)
     out.print(f"report for {chosen.label} written to {written}", highlight=False)
 
@@ -504,11 +509,7 @@ def scorecard_command(
 ) -> None:
     """The scorecard of one period: four perspectives, objectives, measures, status, trend."""
     config = _load(sources=False)
-    try:
-        chosen = report.resolve_period(config, period)
-    except ValueError as exc:
-        err.print(str(exc))
-        raise typer.Exit(EXIT_CONFIG) from None
+    chosen = _period(config, period)
     if by and source:
         err.print("--by and --source exclude each other")
         raise typer.Exit(EXIT_CONFIG)
@@ -720,11 +721,7 @@ def explain_command(
             f"unknown metric {metric!r}; the catalogue has {', '.join(config.catalogue.by_id())}"
         )
         raise typer.Exit(EXIT_CONFIG)
-    try:
-        chosen = report.resolve_period(config, period)
-    except ValueError as exc:
-        err.print(str(exc))
-        raise typer.Exit(EXIT_CONFIG) from None
+    chosen = _period(config, period)
     spec = config.catalogue.by_id()[metric]
     if spec.manual:
         _explain_manual(config, spec, chosen, output)

@@ -104,6 +104,12 @@ def runs(engine: sa.Engine) -> list[Any]:
         return list(conn.execute(sa.select(store.run_table).order_by(store.run_table.c.started_at)))
 
 
+def raw_records(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(store.raw_table)
+        return int(conn.execute(query).scalar_one())
+
+
 def stop(process: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str]:
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=timeout)
@@ -160,16 +166,10 @@ def test_sigterm_mid_sync_keeps_whole_pages_and_the_next_run_resumes(
     engine = engine_of(files)
     service = start(files)
 
-    def stored() -> int:
-        with engine.connect() as conn:
-            return int(
-                conn.execute(sa.select(sa.func.count()).select_from(store.raw_table)).scalar_one()
-            )
-
-    until(lambda: stored() >= 100)
+    until(lambda: raw_records(engine) >= 100)
     code, output = stop(service)
     assert code == 0, output
-    at_stop = stored()
+    at_stop = raw_records(engine)
     assert 100 <= at_stop < 600 and at_stop % 50 == 0  # whole pages only
     (interrupted,) = [r for r in runs(engine) if r.outcome == "interrupted"]
     assert "stopped on request" in (interrupted.error or "")
@@ -178,7 +178,7 @@ def test_sigterm_mid_sync_keeps_whole_pages_and_the_next_run_resumes(
     snow.instance.faults.clear()
     rerun = cli(files, "resync", "--format", "json")
     assert rerun.returncode == 0, rerun.stderr
-    assert stored() == 600
+    assert raw_records(engine) == 600
     assert json.loads(rerun.stdout)["streams"][0]["fetched"] < 600  # resumed, not restarted
     engine.dispose()
 
@@ -356,12 +356,7 @@ def test_a_second_signal_exits_at_once_and_leaves_only_whole_pages(
     engine = engine_of(files)
     service = start(files)
 
-    def stored() -> int:
-        with engine.connect() as conn:
-            query = sa.select(sa.func.count()).select_from(store.raw_table)
-            return int(conn.execute(query).scalar_one())
-
-    until(lambda: stored() >= 50)
+    until(lambda: raw_records(engine) >= 50)
     service.send_signal(signal.SIGTERM)  # asks for a clean stop after the page in flight ...
     time.sleep(0.2)
     began = time.monotonic()
@@ -369,9 +364,9 @@ def test_a_second_signal_exits_at_once_and_leaves_only_whole_pages(
     output, _ = service.communicate(timeout=10)
     assert service.returncode == 130, output
     assert time.monotonic() - began < 5  # at once, not after the slow page
-    assert stored() % 50 == 0  # whole pages only
+    assert raw_records(engine) % 50 == 0  # whole pages only
     snow.instance.faults.clear()
     rerun = cli(files, "resync", "--format", "json")  # the dead holder's lock is taken over
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert stored() == 600
+    assert raw_records(engine) == 600
     engine.dispose()
