@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -151,6 +152,12 @@ class Config:
 
     def connection(self, name: str) -> ConnectionParams:
         source = self.settings.sources[name]
+        if not source.verify_tls:
+            structlog.get_logger("itbsc.config").warning(
+                "TLS certificate verification is OFF for this source (verify_tls = false): "
+                "anyone on the network path can read its credentials and data",
+                source=name,
+            )
         return ConnectionParams(
             name=name,
             url=source.url.rstrip("/"),

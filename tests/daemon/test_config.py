@@ -223,3 +223,29 @@ def test_config_discovery_order(tmp_path: Path) -> None:
     assert find_config(tmp_path / "a.toml", env={"ITBSC_CONFIG": "b.toml"}) == tmp_path / "a.toml"
     assert find_config(None, env={"ITBSC_CONFIG": "b.toml"}) == Path("b.toml")
     assert find_config(None, env={}) == Path("itbsc.toml")
+
+
+def test_turning_tls_verification_off_is_explicit_and_warned_about_on_every_run(
+    tmp_path: Path,
+) -> None:
+    path = make(tmp_path)
+    assert (
+        load_config(path, env={"ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD})
+        .connection("snow")
+        .verify_tls
+    )  # on by default
+    path.write_text(
+        path.read_text().replace("page_size = 100", "page_size = 100\nverify_tls = false")
+    )
+    config = load_config(path, env={"ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD})
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        params = config.connection("snow")
+    assert params.verify_tls is False
+    assert any(
+        entry["log_level"] == "warning"
+        and "verification is OFF" in entry["event"]
+        and entry["source"] == "snow"
+        for entry in logs
+    )
