@@ -228,13 +228,6 @@ def _wide(metric: MetricSpec) -> frozenset[str]:
     )
 
 
-def grouped_values(
-    conn: Connection, config: Config, metric: MetricSpec, periods: Sequence[Period]
-) -> list[MetricValue]:
-    """Values of a groupable metric for ``periods``, from one grouped query."""
-    return grouped_family(conn, config, [(metric, periods)])
-
-
 def grouped_family(
     conn: Connection, config: Config, family: Sequence[tuple[MetricSpec, Sequence[Period]]]
 ) -> list[MetricValue]:

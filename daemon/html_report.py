@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from daemon import report
 from daemon.settings import Config
 from mapping.catalogue import MetricSpec
-from mapping.periods import Period, previous_period
+from mapping.periods import Period
 from mapping.scorecard import MeasureResult, MeasureSpec, Reading
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -48,16 +48,6 @@ class MeasureView:
     provenance: list[dict[str, Any]] = field(default_factory=list)
     components: list[str] = field(default_factory=list)
     cohort: str = ""
-
-
-def history(
-    conn: Any, config: Config, period: Period, count: int
-) -> list[tuple[Period, dict[str, Reading]]]:
-    """The scorecard readings of ``period`` and the ``count - 1`` periods before it, oldest first."""
-    periods = [period]
-    while len(periods) < count:
-        periods.append(previous_period(periods[-1], config.zone))
-    return [(p, report.readings(conn, config, p)) for p in reversed(periods)]
 
 
 def trend_chart(
@@ -205,9 +195,9 @@ def build_report(
     from daemon.explain import explain_metric, explanation_json
     from daemon.inputs import entries
 
-    card = report.build_scorecard(engine, config, period)
+    card = report.build_scorecard(engine, config, period, spark=periods)
+    series = card.history
     with engine.connect() as conn:
-        series = history(conn, config, period, periods)
         inputs = {
             name: [e.__dict__ for e in entries(conn, name)]
             for m in config.catalogue.metric
@@ -267,7 +257,7 @@ def build_report(
         symbols=STATUS_SYMBOLS,
         colours=STATUS_COLOURS,
         objective_status=report.objective_status,
-        fmt=report._fmt,
+        fmt=report.format_value,
         periods=periods,
     )
 

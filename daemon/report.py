@@ -45,11 +45,11 @@ class ScorecardReport:
     result: ScorecardResult
     freshness: list[Freshness]
     dimension: str = ALL
-    history: list[dict[str, Reading]] = field(default_factory=list)  # oldest first
+    history: list[tuple[Period, dict[str, Reading]]] = field(default_factory=list)  # oldest first
 
     def sparkline(self, metric: str) -> str:
         """The metric over the history as block characters (a space where there is no data)."""
-        values = [h.get(metric, Reading(None, 0)).value for h in self.history]
+        values = [h.get(metric, Reading(None, 0)).value for _, h in self.history]
         present = [v for v in values if v is not None]
         if not present:
             return ""
@@ -157,14 +157,14 @@ def build_scorecard(
     with engine.connect() as conn:
         current = readings(conn, config, period, dimension)
         previous = readings(conn, config, before, dimension)
-        history: list[dict[str, Reading]] = []
+        history: list[tuple[Period, dict[str, Reading]]] = []
         if spark:
             periods = [period, before]
             while len(periods) < spark:
                 periods.append(previous_period(periods[-1], config.zone))
             known = {period: current, before: previous}
             history = [
-                known.get(p) or readings(conn, config, p, dimension)
+                (p, known.get(p) or readings(conn, config, p, dimension))
                 for p in reversed(periods[:spark])
             ]
         counts = store.stream_counts(conn)
@@ -182,7 +182,7 @@ def build_scorecard(
     return ScorecardReport(period, before, result, freshness, dimension, history)
 
 
-def _fmt(value: float | None, unit: str) -> str:
+def format_value(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
     return f"{value:.1f} %" if unit == "%" else f"{value:,.1f} {unit}".strip()
@@ -364,8 +364,8 @@ def render_scorecard(report: ScorecardReport, console: Console) -> None:
                 op = "≥" if m.metric.direction == "higher" else "≤"
                 table.add_row(
                     f"    {m.metric.id} {m.metric.name}" + (" (manual)" if m.metric.manual else ""),
-                    _fmt(m.value, m.metric.unit),
-                    f"{op} {_fmt(m.spec.target, m.metric.unit)}",
+                    format_value(m.value, m.metric.unit),
+                    f"{op} {format_value(m.spec.target, m.metric.unit)}",
                     _status("stale" if m.stale else m.status),
                     Text(arrow, style=style),
                     *([report.sparkline(m.metric.id)] if report.history else []),
@@ -462,7 +462,7 @@ def render_source_breakdown(
         return
     table = Table("metric", "source", "value", "n", title="By source", title_justify="left")
     for metric, unit, source, value, n in rows:
-        table.add_row(metric, source, _fmt(value, unit), str(n))
+        table.add_row(metric, source, format_value(value, unit), str(n))
     console.print(table)
 
 

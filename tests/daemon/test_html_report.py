@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from daemon import db, report
-from daemon.html_report import history, write_report
+from daemon.html_report import write_report
 from daemon.inputs import add
 from daemon.settings import Config, load_config
 from daemon.sync import resync
@@ -69,9 +69,8 @@ def test_the_report_in_a_real_browser(reported: tuple[Config, sa.Engine, Path]) 
     assert CHROMIUM is not None, "CI needs the system Chromium (ITBSC_REQUIRE_BROWSER=1)"
     config, engine, path = reported
     period = parse_period("2026-05", config.zone)
-    with engine.connect() as conn:
-        series = history(conn, config, period, 12)
-    card = report.build_scorecard(engine, config, period)
+    card = report.build_scorecard(engine, config, period, spark=12)
+    series = card.history
     measures = [m for p in card.result.perspectives for o in p.objectives for m in o.measures]
     errors: list[str] = []
     requests: list[str] = []
