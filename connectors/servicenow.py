@@ -9,6 +9,7 @@ changing table loses rows: rbw/pysnow#104, PySNC#96).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -72,6 +73,46 @@ def escape_value(value: str) -> str:
     return value.replace("^", "^^")
 
 
+FILTER_FIELD = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def filter_problem(field: str, values: str | Sequence[str]) -> str | None:
+    """Why a configured filter could change the query's meaning (None when it cannot).
+
+    Field names are plain column names (dot-walks allowed); values may not hold a caret —
+    ``^``, ``^OR`` and ``^NQ`` would start conditions of their own — nor control characters.
+    """
+    if not FILTER_FIELD.match(field):
+        return f"{field!r} is not a ServiceNow field name (a-z, 0-9, _, dot-walks with .)"
+    listed = [values] if isinstance(values, str) else list(values)
+    if not listed:
+        return "give at least one value"
+    for value in listed:
+        if not value.strip():
+            return "an empty value matches nothing useful; remove it"
+        if "^" in value:
+            return f"{value!r}: a caret (^, ^OR, ^NQ) would change the query; it is refused"
+        if _CONTROL.search(value):
+            return f"{value!r}: control characters are refused"
+    return None
+
+
+def filter_query(filters: Mapping[str, str | Sequence[str]]) -> str:
+    """``{"assignment_group": ["a", "b"], "company": "c"}`` -> ``assignment_group=a^ORassignment_group=b^company=c``.
+
+    Each field is one OR-group (``^OR`` binds tighter than ``^``), the groups are ANDed; a
+    value is compared with ``=`` only. Checked again here, so no caller can inject."""
+    groups = []
+    for field, values in filters.items():
+        problem = filter_problem(field, values)
+        if problem:
+            raise FatalSourceError(f"filter on {field!r}: {problem}")
+        listed = [values] if isinstance(values, str) else list(values)
+        groups.append("^OR".join(f"{field}={value}" for value in listed))
+    return "^".join(groups)
+
+
 def format_datetime(value: datetime) -> str:
     """A literal date-time in a Table API query is compared with the stored UTC value."""
     if value.tzinfo is None:
@@ -84,16 +125,22 @@ def parse_datetime(value: str) -> datetime:
     return datetime.strptime(value, SN_DATETIME).replace(tzinfo=UTC)
 
 
-def keyset_query(cursor: Cursor | None, since: datetime | None) -> str:
-    """Encoded query selecting everything strictly after ``cursor`` in keyset order."""
+def keyset_query(cursor: Cursor | None, since: datetime | None, scope: str = "") -> str:
+    """Encoded query selecting everything strictly after ``cursor`` in keyset order.
+
+    ``scope`` (a :func:`filter_query`) is repeated in each ``^NQ`` block: blocks are ORed."""
     order = "ORDERBYsys_updated_on^ORDERBYsys_id"
+    first = f"{scope}^" if scope else ""
     if cursor:
         updated = escape_value(cursor["sys_updated_on"])
         sys_id = escape_value(cursor["sys_id"])
-        return f"sys_updated_on={updated}^sys_id>{sys_id}^NQsys_updated_on>{updated}^{order}"
+        return (
+            f"{first}sys_updated_on={updated}^sys_id>{sys_id}"
+            f"^NQ{first}sys_updated_on>{updated}^{order}"
+        )
     if since is not None:
-        return f"sys_updated_on>={format_datetime(since)}^{order}"
-    return order
+        return f"{first}sys_updated_on>={format_datetime(since)}^{order}"
+    return f"{first}{order}"
 
 
 def _cursor_of(record: Mapping[str, Any]) -> tuple[str, str]:
@@ -122,6 +169,8 @@ class ServiceNowSource(Source):
             host=parts.netloc, use_ssl=parts.scheme == "https", session=self._session
         )
         self.page_size = params.page_size  # shrinks when the instance cancels big pages
+        filters = params.options.get("filters") or {}
+        self._scopes = {stream: filter_query(f) for stream, f in filters.items()}
         self._log = structlog.get_logger("itbsc.connectors.servicenow").bind(source=params.name)
 
     def close(self) -> None:
@@ -146,7 +195,7 @@ class ServiceNowSource(Source):
         resource = self._resource(spec)
         offset = 0  # only moves when a whole window was hidden by ACLs (see below)
         while True:
-            query = keyset_query(cursor, since)
+            query = keyset_query(cursor, since, self._scopes.get(stream, ""))
             rows, total, limit = self._page(resource, stream, query, offset, wanted, self.page_size)
             records = [self._to_raw(stream, row) for row in rows]
             more = self._more_after(total, len(rows), limit, offset)
@@ -174,7 +223,9 @@ class ServiceNowSource(Source):
         last: str | None = None
         offset = 0
         while True:
-            query = f"sys_id>{escape_value(last)}^ORDERBYsys_id" if last else "ORDERBYsys_id"
+            scope = self._scopes.get(stream, "")
+            after = f"sys_id>{escape_value(last)}^" if last else ""
+            query = f"{scope}^{after}ORDERBYsys_id" if scope else f"{after}ORDERBYsys_id"
             limit = max(self.page_size, IDS_PAGE_SIZE)
             rows, total, limit = self._page(resource, stream, query, offset, ["sys_id"], limit)
             ids = [str(row.get("sys_id") or "") for row in rows]

@@ -86,6 +86,9 @@ class SourceSettings(_Strict):
     projects: list[str] = Field(default_factory=list)  # Jira: the project keys to read
     overlap_minutes: float = Field(default=10, ge=0, le=1440)  # Jira: re-read window
     field_names: dict[str, str] = Field(default_factory=dict)  # Jira: role -> field name override
+    filters: dict[str, dict[str, str | list[str]]] = Field(default_factory=dict)
+    """ServiceNow: stream -> {field: value or [values]}, read only matching records (the census
+    too). Values are compared with =; a caret or a control character is refused."""
     streams: list[str] = Field(min_length=1)
     mapping: str
     schedule: str | None = None  # cron (five fields, UTC) for `itbsc run` ...
@@ -170,6 +173,7 @@ class Config:
                 "projects": source.projects,
                 "overlap_minutes": source.overlap_minutes,
                 "field_names": source.field_names,
+                "filters": source.filters,
             },
             page_size=source.page_size,
             timeout_seconds=source.timeout_seconds,
@@ -422,6 +426,18 @@ def _source_checks(
             problems.add(
                 f"{key}.projects", f"{', '.join(map(repr, bad))}: not a project key (A-Z, 0-9, _)"
             )
+    if source.filters and source.kind != "servicenow":
+        problems.add(f"{key}.filters", "filters are offered for ServiceNow sources only")
+    elif source.filters:
+        from connectors.servicenow import filter_problem
+
+        for stream_name, fields in source.filters.items():
+            if stream_name not in source.streams:
+                problems.add(f"{key}.filters.{stream_name}", "not one of this source's streams")
+            for field_name, values in fields.items():
+                filter_error = filter_problem(field_name, values)
+                if filter_error:
+                    problems.add(f"{key}.filters.{stream_name}.{field_name}", filter_error)
     if source.auth == "token" and source.username:
         problems.add(f"{key}.username", "a personal access token needs no username; remove it")
     if source.auth == "oauth":

@@ -207,7 +207,15 @@ class StreamWriter:
             else:
                 store.delete_stale_children(conn, table, self.source, "task", children)
             self.affected.add_rows(kind, mapped.rows[kind])
-        for _, reason in mapped.skipped:
+        for record_id, reason in mapped.skipped:
+            if reason not in skipped:  # each reason once, with a record to look at
+                log.warning(
+                    "record skipped",
+                    source=self.source,
+                    stream=self.stream,
+                    record=record_id,
+                    reason=reason,
+                )
             skipped[reason] += 1
         if self.sla_decides_incidents:
             # An SLA cycle changes its incident's "SLA met": recompute the incident's periods.

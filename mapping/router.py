@@ -18,6 +18,9 @@ from mapping.model import KINDS, CanonicalRecord
 from mapping.spec import KindMap, MappingSpec
 from mapping.translate import SkippedRecord, Translator
 
+UNREADABLE = (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError)
+"""What reading a record of an unexpected shape raises; such a record is skipped, not fatal."""
+
 Expansion = Callable[[str, Mapping[str, Any]], Iterator[dict[str, Any]]]
 
 
@@ -139,35 +142,65 @@ class StreamMapper:
             children={t.kind: {} for t in self.expanding},
         )
         for record_id, updated_at, data in records:
-            reasons: list[str] = []
-            placed = False
-            for target in self.primary:
-                mismatch = None if placed else target.translator.mismatch(data)
-                if placed or mismatch is not None:
-                    if mismatch is not None:
-                        reasons.append(mismatch)
-                    page.not_in_kind[target.kind].append(record_id)
-                    continue
-                try:
-                    page.rows[target.kind].append(
-                        target.translator.translate(record_id, updated_at, data)
-                    )
-                    placed = True
-                except SkippedRecord as exc:
-                    reasons.append(str(exc))
-                    page.not_in_kind[target.kind].append(record_id)
-            if self.primary and not placed:
-                # a conversion failure says more than "not an incident, not a change"
-                real = [r for r in reasons if not r.startswith("not a ")]
-                page.skipped.append((record_id, (real or reasons)[0]))
-            for target in self.expanding:
-                kept = page.children[target.kind].setdefault(record_id, [])
-                for item in EXPANSIONS[str(target.kind_map.each)](record_id, data):
-                    try:
-                        row = target.translator.translate(str(item["id"]), updated_at, item)
-                    except SkippedRecord as exc:
-                        page.skipped.append((str(item["id"]), f"{target.kind}: {exc}"))
-                        continue
-                    page.rows[target.kind].append(row)
-                    kept.append(row["source_id"])
+            try:
+                one = self._map_record(record_id, updated_at, data)
+            except UNREADABLE as exc:
+                # A record whose shape the mapping cannot read (a list where an object
+                # belongs, a number where a list does) is skipped, counted and logged.
+                reason = f"unreadable record ({type(exc).__name__}: {str(exc)[:80]})"
+                one = MappedPage(
+                    not_in_kind={t.kind: [record_id] for t in self.primary},
+                    children={t.kind: {record_id: []} for t in self.expanding},
+                    skipped=[(record_id, reason)],
+                )
+            for kind, rows in one.rows.items():
+                page.rows[kind].extend(rows)
+            for kind, ids in one.not_in_kind.items():
+                page.not_in_kind[kind].extend(ids)
+            for kind, kept in one.children.items():
+                page.children[kind].update(kept)
+            page.skipped.extend(one.skipped)
         return page
+
+    def _map_record(
+        self, record_id: str, updated_at: datetime, data: Mapping[str, Any]
+    ) -> MappedPage:
+        one = MappedPage(
+            rows={t.kind: [] for t in self.targets},
+            not_in_kind={t.kind: [] for t in self.primary},
+            children={t.kind: {} for t in self.expanding},
+        )
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a record must be an object, not {type(data).__name__}")
+        reasons: list[str] = []
+        placed = False
+        for target in self.primary:
+            mismatch = None if placed else target.translator.mismatch(data)
+            if placed or mismatch is not None:
+                if mismatch is not None:
+                    reasons.append(mismatch)
+                one.not_in_kind[target.kind].append(record_id)
+                continue
+            try:
+                one.rows[target.kind].append(
+                    target.translator.translate(record_id, updated_at, data)
+                )
+                placed = True
+            except SkippedRecord as exc:
+                reasons.append(str(exc))
+                one.not_in_kind[target.kind].append(record_id)
+        if self.primary and not placed:
+            # a conversion failure says more than "not an incident, not a change"
+            real = [r for r in reasons if not r.startswith("not a ")]
+            one.skipped.append((record_id, (real or reasons)[0]))
+        for target in self.expanding:
+            kept = one.children[target.kind].setdefault(record_id, [])
+            for item in EXPANSIONS[str(target.kind_map.each)](record_id, data):
+                try:
+                    row = target.translator.translate(str(item["id"]), updated_at, item)
+                except SkippedRecord as exc:
+                    one.skipped.append((str(item["id"])[:200], f"{target.kind}: {exc}"))
+                    continue
+                one.rows[target.kind].append(row)
+                kept.append(row["source_id"])
+        return one

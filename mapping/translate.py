@@ -16,6 +16,11 @@ ISO_FORMATS = frozenset({"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"})
 ISO_WITH_OFFSET = frozenset({"%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"})
 UTC_ZONE = ZoneInfo("UTC")
 _TRUE = frozenset({"true", "1", "yes"})
+TEXT_LIMIT = 255  # canonical text columns; the raw record keeps the whole value
+CODE_LIMIT = 100  # a source code longer than this cannot be a code
+INT_RANGE = (-(2**31), 2**31 - 1)  # "int" columns (PostgreSQL integer)
+SECONDS_RANGE = (-(2**63), 2**63 - 1)  # "seconds" columns (bigint)
+ID_LIMIT = 200  # source_id column
 _FALSE = frozenset({"false", "0", "no"})
 
 
@@ -76,6 +81,8 @@ class Translator:
             reason = self.mismatch(data)
             if reason is not None:
                 raise SkippedRecord(reason)
+        if len(source_id) > ID_LIMIT or "\x00" in source_id:
+            raise SkippedRecord(f"id {source_id[:40]!r}... is not a usable record id")
         record: CanonicalRecord = {
             "source": self._source,
             "source_id": source_id,
@@ -94,7 +101,7 @@ class Translator:
             if raw is None:
                 value = None
             elif kind == "str" or kind == "code":
-                value = (raw if type(raw) is str else str(raw)).strip() or None
+                value = _text(raw, TEXT_LIMIT)
             else:
                 try:
                     value = self._convert(kind, raw)
@@ -114,11 +121,11 @@ class Translator:
     def _convert(self, kind: FieldType, raw: Any) -> Any:
         """Non-text kinds (text is handled inline in ``translate``, the hot path)."""
         if kind == "int":
-            return _to_int(raw)
+            return _in_range(_to_int(raw), INT_RANGE)
         if kind == "bool":
             return _to_bool(raw)
         if kind == "seconds":
-            return _to_seconds(raw)
+            return _in_range(_to_seconds(raw), SECONDS_RANGE)
         return self._to_datetime(raw)
 
     def _to_datetime(self, raw: Any) -> datetime:
@@ -133,11 +140,28 @@ class Translator:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
                 raise ValueError(f"{text[:40]!r} is not a date-time") from None
-        if parsed.tzinfo is None:
-            if self._zone is UTC_ZONE:
-                return parsed.replace(tzinfo=UTC)
-            parsed = parsed.replace(tzinfo=self._zone)
-        return parsed.astimezone(UTC)
+        try:
+            if parsed.tzinfo is None:
+                if self._zone is UTC_ZONE:
+                    return parsed.replace(tzinfo=UTC)
+                parsed = parsed.replace(tzinfo=self._zone)
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{text[:40]!r} is outside the calendar") from None
+
+
+def _text(raw: Any, limit: int) -> str | None:
+    """Stripped text, NUL removed (PostgreSQL refuses it), cut to the column's width."""
+    text = raw if type(raw) is str else str(raw)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text.strip()[:limit] or None
+
+
+def _in_range(number: int, bounds: tuple[int, int]) -> int:
+    if not bounds[0] <= number <= bounds[1]:
+        raise ValueError(f"{str(number)[:40]} is out of range")
+    return number
 
 
 def _to_int(raw: Any) -> int:
@@ -146,6 +170,10 @@ def _to_int(raw: Any) -> int:
     if isinstance(raw, int):
         return raw
     text = str(raw).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
     try:
         number = float(text)
     except ValueError:
@@ -210,13 +238,17 @@ _EPOCH = datetime(1970, 1, 1)
 
 def _to_seconds(raw: Any) -> int:
     """Whole seconds from a number or ServiceNow's epoch-style duration ``1970-01-02 03:04:05``."""
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
     text = str(raw).strip()
     try:
-        return int(float(text))
+        number = float(raw) if isinstance(raw, float) else float(text)
     except ValueError:
-        pass
+        number = None
+    if number is not None:
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{text[:40]!r} is not a duration")
+        return int(number)
     try:
         moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
     except ValueError:
