@@ -98,7 +98,7 @@ def _load(*, sources: bool = True) -> Config:
             f"[bold red]configuration invalid[/] ({len(exc.problems)} problem(s)):", highlight=False
         )
         for line in exc.problems:
-            err.print(f"  {line}", highlight=False, markup=False)
+            err.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
     register_secrets(config.secret_values())
     return config

@@ -240,6 +240,8 @@ def load_config(
         secrets.update(_source_checks(name, source, base, env, problems, need_source_secrets))
     mappings = _load_mappings(settings, base, problems)
     catalogue, scorecard = _load_scorecard(settings.scorecard, base, problems)
+    if settings.daemon.http is not None and _endpoint_problem(settings.daemon.http):
+        problems.add("daemon.http", _endpoint_problem(settings.daemon.http) or "")
     rhythm = settings.reports.schedule
     if settings.reports.directory:
         from daemon.scheduler import every_problem, schedule_problem
@@ -476,6 +478,21 @@ def _source_checks(
     return found
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop is reported when the file is read
+        return False
+
+
+def _endpoint_problem(endpoint: str) -> str | None:
+    """``host:port`` to listen on (an IPv6 host in brackets); None when it is one."""
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or " " in host:
+        return f"{endpoint!r} is not host:port (such as 127.0.0.1:9464)"
+    return None
+
+
 def _url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -501,6 +518,9 @@ def _load_mappings(settings: Settings, base: Path, problems: _Problems) -> dict[
     cache: dict[Path, MappingSpec | None] = {}
     for name, source in settings.sources.items():
         path = base / source.mapping
+        if _same_file(path, problems.path):
+            problems.add(f"sources.{name}.mapping", "names this configuration file itself")
+            continue
         if path not in cache:
             try:
                 cache[path] = load_mapping(path)
@@ -511,8 +531,12 @@ def _load_mappings(settings: Settings, base: Path, problems: _Problems) -> dict[
         if spec is None:
             continue
         loaded[name] = spec
+        try:
+            offered = source_class(source.kind).streams
+        except KeyError:  # reported with the source
+            offered = {}
         for stream in source.streams:
-            if spec.for_stream(stream) is None:
+            if stream in offered and spec.for_stream(stream) is None:
                 problems.add(
                     f"sources.{name}.streams", f"the mapping {path} does not map stream {stream!r}"
                 )
@@ -522,6 +546,9 @@ def _load_mappings(settings: Settings, base: Path, problems: _Problems) -> dict[
 def _load_scorecard(
     settings: ScorecardSettings, base: Path, problems: _Problems
 ) -> tuple[Catalogue | None, ScorecardSpec | None]:
+    if _same_file(base / settings.catalogue, base / settings.file):
+        problems.add("scorecard.catalogue", "the catalogue and the scorecard must be two files")
+        return None, None
     try:
         catalogue = load_catalogue(base / settings.catalogue)
     except SpecError as exc:

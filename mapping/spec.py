@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from mapping.errors import SpecError
 from mapping.model import KINDS, KindSchema
@@ -73,28 +73,6 @@ class MappingSpec(_Strict):
     group: KindMap | None = None
     survey: KindMap | None = None
 
-    @model_validator(mode="after")
-    def _fields_exist(self) -> MappingSpec:
-        problems: list[str] = []
-        for kind_name, kind_map in self.kind_maps().items():
-            problems.extend(_check_kind(KINDS[kind_name], kind_map))
-        primaries: dict[str, list[KindMap]] = {}
-        for kind_map in self.kind_maps().values():
-            if kind_map.each is None:
-                primaries.setdefault(kind_map.stream, []).append(kind_map)
-        for stream, maps in primaries.items():
-            if len(maps) > 1 and not all(m.match for m in maps):
-                problems.append(
-                    f"stream {stream!r} is mapped by several record kinds: give each a `match`"
-                )
-        if self.sla_attainment == "sla_records" and self.sla is None:
-            problems.append("sla_attainment: 'sla_records' needs an [sla] map")
-        if self.sla_attainment == "goals" and self.sla_goals is None:
-            problems.append("sla_attainment: 'goals' needs [sla_goals] (hours per priority)")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
     def kind_maps(self) -> dict[str, KindMap]:
         return {name: m for name in KINDS if (m := getattr(self, name)) is not None}
 
@@ -115,21 +93,50 @@ class MappingSpec(_Strict):
         return sorted(found, key=lambda t: t[1].each is not None)
 
 
-def _check_kind(schema: KindSchema, kind_map: KindMap) -> list[str]:
+def mapping_problems(spec: MappingSpec) -> list[tuple[str, str]]:
+    """(key, message) for what the schema alone cannot check: canonical names and values."""
+    problems: list[tuple[str, str]] = []
+    for kind_name, kind_map in spec.kind_maps().items():
+        problems.extend(_check_kind(KINDS[kind_name], kind_map))
+    primaries: dict[str, list[KindMap]] = {}
+    for kind_map in spec.kind_maps().values():
+        if kind_map.each is None:
+            primaries.setdefault(kind_map.stream, []).append(kind_map)
+    for stream, maps in primaries.items():
+        if len(maps) > 1 and not all(m.match for m in maps):
+            problems.append(
+                (
+                    "match",
+                    f"stream {stream!r} is mapped by several record kinds: give each a `match`",
+                )
+            )
+    if spec.sla_attainment == "sla_records" and spec.sla is None:
+        problems.append(("sla_attainment", "'sla_records' needs an [sla] map"))
+    if spec.sla_attainment == "goals" and spec.sla_goals is None:
+        problems.append(("sla_attainment", "'goals' needs [sla_goals] (hours per priority)"))
+    return problems
+
+
+def _check_kind(schema: KindSchema, kind_map: KindMap) -> list[tuple[str, str]]:
     problems = []
     for name in kind_map.fields:
         if name not in schema.fields:
-            problems.append(f"{schema.name}.fields.{name}: not a canonical {schema.name} field")
+            problems.append(
+                (f"{schema.name}.fields.{name}", f"not a canonical {schema.name} field")
+            )
     for name, table in kind_map.values.items():
         if schema.fields.get(name) != "code":
-            problems.append(f"{schema.name}.values.{name}: only coded fields take a value map")
+            problems.append((f"{schema.name}.values.{name}", "only coded fields take a value map"))
             continue
         allowed = schema.standard_values[name]
         for original, standard in table.items():
             if standard not in allowed:
                 problems.append(
-                    f"{schema.name}.values.{name}.{original!r}: {standard!r} is not a standard "
-                    f"value (use one of {', '.join(sorted(allowed))})"
+                    (
+                        f"{schema.name}.values.{name}.{original!r}",
+                        f"{standard!r} is not a standard value "
+                        f"(use one of {', '.join(sorted(allowed))})",
+                    )
                 )
     return problems
 
@@ -137,6 +144,9 @@ def _check_kind(schema: KindSchema, kind_map: KindMap) -> list[str]:
 def load_mapping(path: Path) -> MappingSpec:
     data: dict[str, Any] = read_toml(path)
     spec = validate(MappingSpec, data, path)
+    problems = mapping_problems(spec)
+    if problems:
+        raise SpecError(str(path), problems)
     if not spec.kind_maps():
         raise SpecError(
             str(path), [("", f"maps no record kind; add one of [{'], ['.join(KINDS)}]")]

@@ -44,7 +44,7 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
         loc = tuple(
             p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
         )
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         problems.append((dotted(loc), message))
