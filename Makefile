@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench chaos clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The full crash trial (100,000 ServiceNow incidents, 20 kills per source) and every other
+# reliability suite; `make test` runs them in a reduced form.
+chaos: $(STAMP)
+	ITBSC_CHAOS_FULL=1 $(BIN)/python -m pytest tests/chaos -s -q
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

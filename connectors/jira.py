@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 import structlog
+import tenacity
 from jira import JIRA, JIRAError
 
 from connectors.base import ConnectionParams, Cursor, Page, RawRecord, Source, StreamSpec
@@ -132,13 +133,11 @@ class JiraSource(Source):
             server=params.url,
             options={"verify": params.verify_tls, "headers": {"User-Agent": "itbsc (jira)"}},
             get_server_info=True,
-            max_retries=params.max_retries,
+            max_retries=0,  # retries are ours (_call): the library's skip 5xx, resets, timeouts
             timeout=params.timeout_seconds,
             **auth,
         )
-        session = client._session
-        session.max_retry_delay = MAX_RETRY_DELAY_SECONDS  # its default sleeps up to 60 s
-        session.hooks["response"].append(_retry_after_in_seconds)
+        client._session.hooks["response"].append(_retry_after_in_seconds)
         return client
 
     @property
@@ -240,30 +239,32 @@ class JiraSource(Source):
         start: int = 0,
     ) -> dict[str, Any]:
         """One search page: Cloud's search/jql (token) or Data Center's search (offset)."""
-        if self.is_cloud:
-            reply = self._call(
-                "search/jql",
-                self.client.enhanced_search_issues,
-                query,
-                nextPageToken=token,
-                maxResults=limit,
-                fields=list(fields),
-                expand=expand,
-                json_result=True,
-            )
-        else:
-            reply = self._call(
-                "search",
-                self.client.search_issues,
-                query,
-                startAt=start,
-                maxResults=limit,
-                fields=list(fields),
-                expand=expand,
-                json_result=True,
-            )
-        _issues_of(reply, self._where("search"))  # the shape is checked once, here
-        return dict(reply)
+        what = "search/jql" if self.is_cloud else "search"
+        where = self._where(what)
+
+        def fetch() -> Any:
+            if self.is_cloud:
+                reply = self.client.enhanced_search_issues(
+                    query,
+                    nextPageToken=token,
+                    maxResults=limit,
+                    fields=list(fields),
+                    expand=expand,
+                    json_result=True,
+                )
+            else:
+                reply = self.client.search_issues(
+                    query,
+                    startAt=start,
+                    maxResults=limit,
+                    fields=list(fields),
+                    expand=expand,
+                    json_result=True,
+                )
+            _issues_of(reply, where)  # a reply of the wrong shape is asked for again
+            return reply
+
+        return dict(self._call(what, fetch))
 
     def _first_page(
         self, query: str, fields: list[str], limit: int, expand: str | None = None
@@ -291,8 +292,11 @@ class JiraSource(Source):
             issues = reply["issues"]
             total = int(reply.get("total") or 0)
             yield issues, max(total - start, 0)
-            start += len(issues)  # the server may cap maxResults: advance by what came back
-            if not issues or start >= total:
+            # Advance by the page size the server applied (it caps maxResults and says so):
+            # a page shortened by permissions is not the end of the results.
+            step = int(reply.get("maxResults") or 0) or len(issues)
+            start += step
+            if step == 0 or start >= total:
                 return
 
     # -- fields -------------------------------------------------------------------
@@ -386,17 +390,74 @@ class JiraSource(Source):
 
     # -- errors -------------------------------------------------------------------
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the library; 429, 5xx, resets, timeouts and unreadable replies are asked again.
+
+        Every request here reads (search, changelog, fields), so asking again is safe. Waits
+        honour Retry-After (capped), else back off exponentially; ``max_retries`` bounds them."""
         where = self._where(what)
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.params.max_retries + 1),
+            wait=_wait,
+            retry=tenacity.retry_if_exception_type(_Again),
+            reraise=True,
+            before_sleep=lambda state: self._log.warning(
+                "asking again", what=what, attempt=state.attempt_number, error=str(_again(state))
+            ),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._call_once(where, function, *args, **kwargs)
+        except _Again as final:
+            raise final.error from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    @staticmethod
+    def _call_once(where: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
+        except MalformedResponseError as exc:
+            raise _Again(exc) from None
         except JIRAError as exc:
-            raise _jira_error(where, exc) from None
-        except requests.exceptions.RetryError:
-            raise TransientSourceError(f"{where}: gave up after retries") from None
+            error = _jira_error(where, exc)
+            if isinstance(error, TransientSourceError):
+                raise _Again(error, _retry_after(exc.response)) from None
+            raise error from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientSourceError(f"{where}: cannot connect ({type(exc).__name__})") from None
+            raise _Again(
+                TransientSourceError(f"{where}: cannot connect ({type(exc).__name__})")
+            ) from None
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+            raise _Again(MalformedResponseError(f"{where}: the response was cut short")) from None
         except ValueError:
-            raise MalformedResponseError(f"{where}: the response is not valid JSON") from None
+            raise _Again(
+                MalformedResponseError(f"{where}: the response is not valid JSON")
+            ) from None
+
+
+class _Again(Exception):
+    """A failure worth asking again for; ``error`` is what the caller sees if retries run out."""
+
+    def __init__(self, error: SourceError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error, self.retry_after = error, retry_after
+
+
+def _again(state: tenacity.RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None
+
+
+def _wait(state: tenacity.RetryCallState) -> float:
+    """Retry-After when the server gave one, else 0.5 s doubling; never above the cap."""
+    failure = _again(state)
+    hinted = failure.retry_after if isinstance(failure, _Again) else None
+    backoff = 0.5 * 2 ** (state.attempt_number - 1)
+    return float(min(MAX_RETRY_DELAY_SECONDS, hinted if hinted is not None else backoff))
+
+
+def _retry_after(response: requests.Response | None) -> float | None:
+    value = response.headers.get("Retry-After") if response is not None else None
+    return float(value) if value and value.strip().isdigit() else None
 
 
 def _issues_of(reply: Any, where: str) -> list[dict[str, Any]]:

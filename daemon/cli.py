@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -116,15 +116,31 @@ def _period(config: Config, text: str | None) -> Any:
 def _engine(config: Config) -> Engine:
     """Open the database and apply pending migrations (the schema is always at head)."""
     try:
-        engine = db.create_db_engine(config.database_url)
+        engine = db.create_db_engine(
+            config.database_url, config.settings.database.busy_timeout_seconds
+        )
         db.upgrade(engine)
     except SQLAlchemyError as exc:
-        err.print(
-            f"[bold red]database error[/] ({config.database_url.render_as_string(hide_password=True)}): {type(exc).__name__}: {_first_line(exc)}",
-            highlight=False,
-        )
-        raise typer.Exit(EXIT_DATABASE) from None
+        _database_failed(config, exc)
     return engine
+
+
+def _database_failed(config: Config, exc: SQLAlchemyError, after: str = "") -> NoReturn:
+    """Say which database failed and how (never its password), exit 3."""
+    where = config.database_url.render_as_string(hide_password=True)
+    if "database is locked" in str(exc):
+        waited = config.settings.database.busy_timeout_seconds
+        after = (
+            f"another program holds a write lock on the file (waited {waited:g} s, "
+            "[database] busy_timeout_seconds); " + (after or "rerun when it is released")
+        )
+    err.print(
+        f"[bold red]database error[/] ({where}): {type(exc).__name__}: {_first_line(exc)}"
+        + (f"\n  {after}" if after else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(EXIT_DATABASE) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -186,17 +202,20 @@ def resync_command(
     control = RunControl(
         lock_wait_seconds=wait, lease=timedelta(minutes=config.settings.daemon.lease_minutes)
     )
-    with _progress(output) as progress:
-        summary = resync(
-            engine,
-            config,
-            sources=names,
-            stream=stream,
-            mode=mode,
-            since=since_at,
-            control=control,
-            progress=progress,
-        )
+    try:
+        with _progress(output) as progress:
+            summary = resync(
+                engine,
+                config,
+                sources=names,
+                stream=stream,
+                mode=mode,
+                since=since_at,
+                control=control,
+                progress=progress,
+            )
+    except SQLAlchemyError as exc:
+        _database_failed(config, exc, "every page committed before it is kept; rerun to resume")
     _print_summary(summary, output)
     if not summary.ok:
         outcomes = {r.outcome for r in summary.streams if r.outcome != "succeeded"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +16,22 @@ from sqlalchemy.engine import URL
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def create_db_engine(url: URL) -> Engine:
+def create_db_engine(url: URL, busy_timeout_seconds: float = 30.0) -> Engine:
     """SQLite in WAL mode with a busy timeout; PostgreSQL with pre-ping for long-lived services."""
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_seconds})
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_seconds))
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(busy_timeout_seconds: float, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
     cursor.close()
 
 

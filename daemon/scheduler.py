@@ -90,7 +90,9 @@ class Service:
         self.config_path = config_path
         self.env = dict(env if env is not None else os.environ)
         self.config: Config = load_config(config_path, self.env)
-        self.engine: Engine = db.create_db_engine(self.config.database_url)
+        self.engine: Engine = db.create_db_engine(
+            self.config.database_url, self.config.settings.database.busy_timeout_seconds
+        )
         self.stop = threading.Event()
         self.started_at = datetime.now(UTC)
         self.holder = locks.HOLDER

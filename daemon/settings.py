@@ -52,6 +52,8 @@ class DatabaseSettings(_Strict):
     url: str = "sqlite:///itbsc.db"
     password_env: str | None = None
     password_file: str | None = None
+    busy_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """SQLite: how long a write waits for another program's lock before the run fails."""
 
 
 class ReportingSettings(_Strict):

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import structlog
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.base import Page, Source
 from connectors.errors import SourceError
@@ -300,7 +301,10 @@ def _sync_stream(
         result.outcome, result.error = "failed", str(exc)
     except BaseException:
         result.outcome, result.error = "interrupted", "stopped before the stream finished"
-        _finish(engine, result)
+        try:
+            _finish(engine, result)
+        except SQLAlchemyError:  # the database itself failed: the next run closes this one
+            bound.error("could not record the end of the run", exc_info=False)
         raise
     else:
         result.outcome = "succeeded"

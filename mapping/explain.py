@@ -71,7 +71,12 @@ class Explanation:
             ]
             statistic = STATISTICS[self.metric.statistic if kind == "duration" else "mean"]
             value = statistic(samples) if samples else None
-            return value, (sum(samples) if samples else None), (len(samples) or None), excluded
+            return (
+                value,
+                (math.fsum(samples) if samples else None),
+                (len(samples) or None),
+                excluded,
+            )
         counted = [r for r in self.records if r.part in ("numerator", "denominator", "counted")]
         if kind == "count":
             return float(len(counted)), float(len(counted)), None, excluded

@@ -45,7 +45,7 @@ class MetricValue:
 class _Bucket:
     numerator: float = 0.0
     denominator: float = 0.0
-    total: float = 0.0  # average: the summed values
+    total: list[float] = field(default_factory=list)  # average: exact partial sums
     counted: int = 0  # average: how many values
     samples: array[float] = field(default_factory=lambda: array("d"))  # 8 bytes a value
     excluded: Counter[str] = field(default_factory=Counter)
@@ -71,7 +71,25 @@ class _Group:
 
     count: int = 0
     samples: array[float] = field(default_factory=lambda: array("d"))
-    total: float = 0.0  # average: values summed (no samples kept: the mean needs none)
+    total: list[float] = field(default_factory=list)  # average: exact partial sums (no samples)
+
+
+def add_exactly(partials: list[float], value: float) -> None:
+    """Add ``value`` to a sum kept as non-overlapping partials (Shewchuk, as math.fsum does).
+
+    ``math.fsum(partials)`` is then the correctly rounded sum whatever order the values came
+    in, so a value never depends on the order the database returned the records."""
+    i = 0
+    for other in partials:
+        if abs(value) < abs(other):
+            value, other = other, value
+        high = value + other
+        low = other - (high - value)
+        if low:
+            partials[i] = low
+            i += 1
+        value = high
+    partials[i:] = [value]
 
 
 def _percentile(samples: Sequence[float], q: float) -> float:
@@ -211,7 +229,7 @@ class Evaluation:
             value = float(sample)  # type: ignore[arg-type]
             group.samples.extend([value] * weight) if weight > 1 else group.samples.append(value)
         elif sample is not None:  # average
-            group.total += float(sample) * weight
+            add_exactly(group.total, float(sample) * weight)
 
     def results(self) -> list[MetricValue]:
         periods = self._index.periods
@@ -227,7 +245,8 @@ class Evaluation:
                     elif self._sampled:
                         bucket.samples.extend(group.samples)
                     elif self.metric.kind == "average":
-                        bucket.total += group.total
+                        for part in group.total:
+                            add_exactly(bucket.total, part)
                         bucket.counted += group.count
                     else:
                         bucket.denominator += group.count
@@ -291,13 +310,13 @@ def _value(metric: MetricSpec, period: Period, dimension: str, bucket: _Bucket) 
         return MetricValue(metric.id, period, dimension, total, total, None, n, excluded)
     if metric.kind == "average":
         n = bucket.counted
-        mean = bucket.total / n if n else None
-        total = bucket.total if n else None
+        total = math.fsum(bucket.total) if n else None
+        mean = total / n if total is not None else None
         return MetricValue(metric.id, period, dimension, mean, total, n or None, n, excluded)
     if metric.kind == "duration":
         n = len(bucket.samples)
         value = STATISTICS[metric.statistic](bucket.samples) if n else None
-        total = sum(bucket.samples)
+        total = math.fsum(bucket.samples)
         return MetricValue(
             metric.id, period, dimension, value, total if n else None, n or None, n, excluded
         )

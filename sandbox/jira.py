@@ -21,8 +21,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -30,6 +29,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from sandbox import jql
+from sandbox.faults import Fault, FaultyHandler
 from sandbox.jira_data import SLA_SCHEMA, JiraDataset, statuses
 
 EMBEDDED_CHANGELOG = 100
@@ -56,6 +56,10 @@ class JiraInstance:
     fields: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=statuses)
     rate_limit_next: int = 0  # answer this many search requests with 429
+    faults: list[Fault] = field(default_factory=list)  # on "search" and "changelog" requests
+    acl_hidden: set[str] = field(default_factory=set)
+    """Issue ids the API user may not see: dropped from a page after it was cut, so pages come
+    back short (even empty) before the last, as permission filtering after the query does."""
     retry_after: str = "1"  # an integer, or an HTTP-date as some proxies send
     before_search: Callable[[int], None] | None = None
     requests_served: int = 0
@@ -307,7 +311,7 @@ class JiraInstance:
         if cloud_api:
             limit = min(_int(params, "maxResults", 50), CLOUD_MAX_RESULTS)
             start = _token_offset(_one(params, "nextPageToken"), text)
-            page = matched[start : start + limit]
+            page = [i for i in matched[start : start + limit] if i["id"] not in self.acl_hidden]
             out: dict[str, Any] = {"issues": [self.render(i, wanted, expand) for i in page]}
             if start + limit < len(matched):
                 out["nextPageToken"] = _token(start + limit, text)
@@ -317,7 +321,7 @@ class JiraInstance:
             return out
         start = _int(params, "startAt", 0)
         limit = min(_int(params, "maxResults", 50), DC_MAX_RESULTS)
-        page = matched[start : start + limit]
+        page = [i for i in matched[start : start + limit] if i["id"] not in self.acl_hidden]
         return {
             "expand": "schema,names",
             "startAt": start,
@@ -384,7 +388,7 @@ def _token_offset(token: str, text: str) -> int:
         raise JiraError(400, ["The provided next page token is invalid or expired."]) from None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FaultyHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
@@ -426,7 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif rest == ["status"]:
                 self._send(200, instance.statuses)
             elif rest == ["search", "jql"] and cloud:
-                self._send(200, instance.search(params, cloud_api=True))
+                self._answer("search", params, lambda: instance.search(params, cloud_api=True))
             elif rest == ["search"] and cloud:
                 raise JiraError(
                     410,
@@ -435,27 +439,49 @@ class _Handler(BaseHTTPRequestHandler):
                     ],
                 )
             elif rest == ["search"]:
-                self._send(200, instance.search(params, cloud_api=False))
+                self._answer("search", params, lambda: instance.search(params, cloud_api=False))
             elif len(rest) == 3 and rest[0] == "issue" and rest[2] == "changelog" and cloud:
-                self._send(200, instance.changelog(rest[1], params))
+                self._answer("changelog", params, lambda: instance.changelog(rest[1], params))
             else:
                 raise JiraError(404, ["Not found"])
         except JiraError as exc:
             self._send(exc.status, {"errorMessages": exc.messages, "errors": {}}, exc.headers)
 
+    def _answer(
+        self, endpoint: str, params: Mapping[str, list[str]], build: Callable[[], Any]
+    ) -> None:
+        """Answer a search or changelog request, unless a switched-on fault answers it."""
+        limit = _int(params, "maxResults", 50)
+        fault = next((f for f in self.server.instance.faults if f.fires(endpoint, limit)), None)
+        if fault is not None and self.inject(fault):
+            return
+        payload = orjson.dumps(build())
+        if fault is not None and fault.kind in ("truncated", "cut_short"):
+            self.send_cut(payload, {}, promise_all=fault.kind == "cut_short")
+            return
+        self._send_bytes(200, payload)
+
+    def fault_answer(self, kind: str, fault: Fault) -> None:
+        """Jira's envelope: 429 with Retry-After, or a 5xx (a cancelled transaction is a 503)."""
+        if kind == "rate_limit":
+            self._send(
+                429,
+                {"errorMessages": ["Rate limit exceeded."], "errors": {}},
+                {"Retry-After": str(fault.retry_after), "X-RateLimit-Remaining": "0"},
+            )
+        else:
+            status = fault.status if kind == "server_error" else 503
+            self._send(status, {"errorMessages": ["Internal server error"], "errors": {}})
+
     def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-        payload = orjson.dumps(body)
-        self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", "application/json;charset=UTF-8")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        self._send_bytes(status, orjson.dumps(body), headers)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Dropped connections are deliberate faults here, not news for the test output."""
 
     def __init__(self, instance: JiraInstance, port: int) -> None:
         super().__init__(("127.0.0.1", port), _Handler)

@@ -18,15 +18,12 @@ import bisect
 import random
 import re
 import secrets
-import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -34,7 +31,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 
 from sandbox import encoded_query
-from sandbox.faults import HTML_ERROR_PAGE, Fault
+from sandbox.faults import Fault, FaultyHandler
 from sandbox.generator import SN_FORMAT, Dataset
 
 PATH = re.compile(
@@ -428,7 +425,7 @@ def link_header(
     return ",".join(parts)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FaultyHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
@@ -451,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
             table, sys_id = match["table"], match["sys_id"]
             limit = params.get("sysparm_limit") or str(DEFAULT_LIMIT)
             fault = instance.fault_for(table, int(limit) if limit.isdigit() else DEFAULT_LIMIT)
-            if fault is not None and self._inject(fault):
+            if fault is not None and self.inject(fault):
                 return
             if instance.before_list and not sys_id:
                 instance.before_list(instance.requests_served)
@@ -466,7 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             payload = orjson.dumps({"result": rows})
             if fault is not None and fault.kind in ("truncated", "cut_short"):
-                self._send_cut(payload, headers, promise_all=fault.kind == "cut_short")
+                self.send_cut(payload, headers, promise_all=fault.kind == "cut_short")
                 return
             self._send_bytes(200, payload, headers)
         except ApiError as exc:
@@ -494,14 +491,16 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as exc:
             self._send(exc.status, {"error": exc.message, "error_description": exc.detail or ""})
 
-    def _inject(self, fault: Fault) -> bool:
-        """Apply ``fault``; True when the request is answered (or dropped) by it."""
-        if fault.kind == "slow":
-            time.sleep(fault.seconds)
-            return False
-        if fault.kind in ("truncated", "cut_short"):
-            return False  # the answer is built normally, then cut
-        if fault.kind == "rate_limit":
+    def _send_error(self, exc: ApiError, headers: Mapping[str, str] | None = None) -> None:
+        body = {"error": {"message": exc.message, "detail": exc.detail}, "status": "failure"}
+        self._send(exc.status, body, headers)
+
+    def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        self._send_bytes(status, orjson.dumps(body), headers)
+
+    def fault_answer(self, kind: str, fault: Fault) -> None:
+        """ServiceNow's envelope for a rate limit, a server error, a cancelled transaction."""
+        if kind == "rate_limit":
             self._send_error(
                 ApiError(
                     429,
@@ -515,70 +514,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "X-RateLimit-Rule": "0123456789abcdef0123456789abcdef",
                 },
             )
-        elif fault.kind == "server_error":
+        elif kind == "server_error":
             self._send_error(ApiError(fault.status, "Internal server error", None))
-        elif fault.kind == "malformed":
-            self._send_bytes(503, HTML_ERROR_PAGE, content_type="text/html")
-        elif fault.kind == "transaction_cancelled":
+        else:  # transaction_cancelled
             self._send_error(
                 ApiError(200, "Transaction cancelled: maximum execution time exceeded", None)
             )
-        elif fault.kind == "hang":
-            time.sleep(fault.seconds)
-            self._drop(reset=False)
-        elif fault.kind == "reset":
-            self._drop(reset=True)
-        return True
-
-    def _drop(self, *, reset: bool) -> None:
-        """Close the connection without an answer; with ``reset`` the peer sees a TCP RST."""
-        self.close_connection = True
-        try:
-            if reset:
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-            else:
-                self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.connection.close()
-
-    def _send_error(self, exc: ApiError, headers: Mapping[str, str] | None = None) -> None:
-        body = {"error": {"message": exc.message, "detail": exc.detail}, "status": "failure"}
-        self._send(exc.status, body, headers)
-
-    def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-        self._send_bytes(status, orjson.dumps(body), headers)
-
-    def _send_bytes(
-        self,
-        status: int,
-        payload: bytes,
-        headers: Mapping[str, str] | None = None,
-        content_type: str = "application/json;charset=UTF-8",
-    ) -> None:
-        self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _send_cut(self, payload: bytes, headers: Mapping[str, str], *, promise_all: bool) -> None:
-        """Half the body: either declared as such (bad JSON) or promised whole (connection cut)."""
-        half = payload[: max(1, len(payload) // 2)]
-        self.send_response(200, "OK")
-        self.send_header("Content-Type", "application/json;charset=UTF-8")
-        self.send_header("Content-Length", str(len(payload) if promise_all else len(half)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(half)
-        if promise_all:
-            self.wfile.flush()
-            self._drop(reset=False)
 
 
 class _Server(ThreadingHTTPServer):

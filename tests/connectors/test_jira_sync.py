@@ -35,7 +35,15 @@ def jira_site(request: pytest.FixtureRequest) -> Iterator[RunningJira]:
         yield running
 
 
-def write_jira_config(directory: Path, url: str, page_size: int = 50) -> Path:
+def write_jira_config(
+    directory: Path,
+    url: str,
+    page_size: int = 50,
+    *,
+    max_retries: int = 2,
+    timeout_seconds: float = 10,
+    db_url: str = "sqlite:///itbsc.db",
+) -> Path:
     shipped = config_dir()
     (directory / "mappings").mkdir(parents=True, exist_ok=True)
     for name in ("metrics.toml", "scorecard.toml", "mappings/jira.toml"):
@@ -44,7 +52,7 @@ def write_jira_config(directory: Path, url: str, page_size: int = 50) -> Path:
     path.write_text(
         f"""
 [database]
-url = "sqlite:///itbsc.db"
+url = "{db_url}"
 
 [reporting]
 timezone = "Europe/Amsterdam"
@@ -58,8 +66,8 @@ projects = ["ITSM"]
 streams = ["issues"]
 mapping = "mappings/jira.toml"
 page_size = {page_size}
-max_retries = 2
-timeout_seconds = 10
+max_retries = {max_retries}
+timeout_seconds = {timeout_seconds}
 """,
         encoding="utf-8",
     )
