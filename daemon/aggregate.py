@@ -24,8 +24,11 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    CompoundSelect,
     Connection,
     Float,
+    Integer,
+    Select,
     String,
     and_,
     case,
@@ -36,11 +39,12 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.sql import FromClause
 
 from daemon.derive import ATTRIBUTION_FIELDS, sla_record_sources
-from daemon.models import CANONICAL_TABLES
+from daemon.models import CANONICAL_TABLES, UTCDateTime
 from daemon.settings import Config
 from mapping.catalogue import MetricSpec
 from mapping.metrics import Evaluation, MetricValue
@@ -51,7 +55,8 @@ from mapping.stock import WEIGHT, evaluate_interval
 GROUPABLE_KINDS = frozenset({"ratio", "count", "average", "per_distinct"})
 INTERVAL_KINDS = frozenset({"stock", "stock_ratio", "flow_ratio"})
 FAR_PAST = datetime(1900, 1, 1, tzinfo=UTC)
-SQL_DERIVED = frozenset({"sla_met", "response_sla_met", "tier", "unit_cost"})
+SQL_DERIVED = frozenset({"sla_met", "response_sla_met", "tier", "unit_cost", *ATTRIBUTION_FIELDS})
+GROUPABLE_KINDS_WITH_VALUES = GROUPABLE_KINDS | {"sum"}
 
 
 def can_group(config: Config, metric: MetricSpec) -> bool:
@@ -60,11 +65,11 @@ def can_group(config: Config, metric: MetricSpec) -> bool:
     if metric.kind in INTERVAL_KINDS:
         return not derived
     wall_clock = metric.kind == "duration" and metric.clock == "wall"
-    if metric.kind not in GROUPABLE_KINDS and not wall_clock:
+    if metric.kind not in GROUPABLE_KINDS_WITH_VALUES and not wall_clock:
         return False
-    if wall_clock and {metric.start, metric.end} & derived:
+    if wall_clock and {metric.start, metric.end} & (derived - {"change_end"}):
         return False
-    if derived - SQL_DERIVED or derived & ATTRIBUTION_FIELDS:
+    if derived - SQL_DERIVED:
         return False
     if derived & {"sla_met", "response_sla_met"}:
         goals = any(m.sla_attainment == "goals" for m in config.mappings.values())
@@ -85,12 +90,15 @@ def _emptiness_only(metric: MetricSpec) -> set[str]:
 class _Expressions:
     """SQL for the derived fields, mirroring daemon.derive row by row."""
 
-    def __init__(self, config: Config, table: FromClause) -> None:
+    def __init__(self, config: Config, table: FromClause, dialect: str) -> None:
         self.config = config
         self.table = table
+        self.dialect = dialect
         self.joins: list[tuple[FromClause, ColumnElement[bool]]] = []
         self._tier: ColumnElement[Any] | None = None
         self._breaches: Any = None
+        self._attributed: Any = None
+        self._caused: Any = None
 
     def sla(self, name: str) -> ColumnElement[Any]:
         """Met / not met / None from the source's cycles (one pass over them for both SLA
@@ -187,12 +195,168 @@ class _Expressions:
             return type_coerce(null(), Float())
         return type_coerce(case(*branches, else_=null()), Float())
 
+    def attributed(self) -> Any:
+        """The incidents' attributions joined to the incident table (made once)."""
+        if self._attributed is None:
+            self._attributed = (
+                attributions(self.config, self.dialect)
+                .cte("attributed")
+                .prefix_with("MATERIALIZED", dialect="postgresql")
+            )
+            t = self.table.c
+            on = and_(
+                self._attributed.c.source == t.source,
+                self._attributed.c.incident == t.source_id,
+            )
+            self.joins.append((self._attributed, on))
+        return self._attributed
+
+    def caused(self) -> Any:
+        """Per change: the incidents attributed to it and their summed unit cost (made once)."""
+        if self._caused is None:
+            incidents = CANONICAL_TABLES["incident"]
+            inner = _Expressions(self.config, incidents, self.dialect)
+            attributed = inner.attributed()
+            cost = func.coalesce(inner.unit_cost(), 0.0)  # its joins exist from here on
+            source: FromClause = incidents.join(*inner.joins[0])
+            for joined, on in inner.joins[1:]:
+                source = source.outerjoin(joined, on)
+            self._caused = (
+                select(
+                    incidents.c.source,
+                    attributed.c.change,
+                    func.count().label("incidents"),
+                    func.sum(cost).label("cost"),
+                )
+                .select_from(source)
+                .where(incidents.c.deleted_at.is_(None))
+                .group_by(incidents.c.source, attributed.c.change)
+                .subquery("caused")
+            )
+            t = self.table.c
+            on = and_(self._caused.c.source == t.source, self._caused.c.change == t.source_id)
+            self.joins.append((self._caused, on))
+        return self._caused
+
     def of(self, name: str) -> ColumnElement[Any]:
         if name in ("sla_met", "response_sla_met"):
             return self.sla(name)
         if name == "tier":
             return self.tier()
+        if name == "attributed_change":
+            return type_coerce(self.attributed().c.change, String())
+        if name == "change_end":
+            return type_coerce(self.attributed().c.change_end, UTCDateTime())
+        if name == "caused_incidents":
+            return type_coerce(func.coalesce(self.caused().c.incidents, 0), Integer())
+        if name == "caused_incident_cost":
+            return type_coerce(func.coalesce(self.caused().c.cost, 0.0), Float())
         return self.unit_cost()
+
+
+def attributions(config: Config, dialect: str) -> Select[Any] | CompoundSelect[Any]:
+    """(source, incident, change, change_end) for every attributed live incident.
+
+    The rule of ``mapping.attribution`` in SQL: an explicit ``caused_by`` link first
+    (the change's end when it is an implemented change, else unknown); otherwise the
+    implemented change on the same service that ended last at or before the incident
+    opened (ties: the greatest change id), if that is within the window. One pass of a
+    window function over changes and incidents merged in time order numbers each
+    change; an incident carries the number of the last change before it."""
+    change, incident = CANONICAL_TABLES["change"], CANONICAL_TABLES["incident"]
+    window = timedelta(hours=config.catalogue.attribution.window_hours)
+    ended = func.coalesce(change.c.work_end, change.c.closed_at)
+    implemented = and_(
+        change.c.deleted_at.is_(None),
+        or_(change.c.state.is_(None), change.c.state != "cancelled"),
+    )
+    linked = (
+        select(change.c.source, change.c.source_id, ended.label("ended"))
+        .where(implemented)
+        .subquery("linked")
+    )
+    explicit = (
+        select(
+            incident.c.source,
+            incident.c.source_id.label("incident"),
+            incident.c.caused_by.label("change"),
+            linked.c.ended.label("change_end"),
+        )
+        .select_from(
+            incident.outerjoin(
+                linked,
+                and_(
+                    linked.c.source == incident.c.source, linked.c.source_id == incident.c.caused_by
+                ),
+            )
+        )
+        .where(incident.c.deleted_at.is_(None), incident.c.caused_by.is_not(None))
+    )
+    if not window:
+        return explicit
+    events = union_all(
+        select(
+            change.c.source,
+            change.c.service,
+            ended.label("t"),
+            literal(0).label("kind"),
+            change.c.source_id.label("id"),
+        ).where(implemented, change.c.service.is_not(None), ended.is_not(None)),
+        select(
+            incident.c.source,
+            incident.c.service,
+            incident.c.opened_at.label("t"),
+            literal(1).label("kind"),
+            incident.c.source_id.label("id"),
+        ).where(
+            incident.c.deleted_at.is_(None),
+            incident.c.caused_by.is_(None),
+            incident.c.service.is_not(None),
+            incident.c.opened_at.is_not(None),
+        ),
+    ).subquery("events")
+    ident = events.c.id.collate("C") if dialect == "postgresql" else events.c.id
+    number = func.sum(case((events.c.kind == 0, 1), else_=0)).over(
+        partition_by=(events.c.source, events.c.service),
+        order_by=(events.c.t, events.c.kind, ident),
+        rows=(None, 0),
+    )
+    # Materialized: computed once, whatever the planner guesses of fresh, unanalysed tables
+    # (a nested loop over the window would run it once per incident).
+    numbered = (
+        select(events, number.label("number"))
+        .cte("numbered")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    before = numbered.alias("before_change")
+    later = numbered.alias("later_incident")
+    opened, change_end = later.c.t, before.c.t
+    if dialect == "postgresql":
+        within = opened - change_end <= window
+    else:  # julianday differences in days: a millisecond's tolerance for the float
+        days = window.total_seconds() / 86400 + 1e-3 / 86400
+        within = func.julianday(opened) - func.julianday(change_end) <= days
+    by_rule = (
+        select(
+            later.c.source,
+            later.c.id.label("incident"),
+            before.c.id.label("change"),
+            change_end.label("change_end"),
+        )
+        .select_from(
+            later.join(
+                before,
+                and_(
+                    before.c.source == later.c.source,
+                    before.c.service == later.c.service,
+                    before.c.number == later.c.number,
+                    before.c.kind == 0,
+                ),
+            )
+        )
+        .where(later.c.kind == 1, within)
+    )
+    return union_all(explicit, by_rule)
 
 
 def families(
@@ -241,7 +405,7 @@ def grouped_family(
     segment = case(*((cohort < b, i) for i, b in enumerate(bounds[1:])), else_=None)
     derived = set(KINDS[metric.record].derived)
     empty_only = set.intersection(*(_emptiness_only(m) for m in metrics))
-    expressions = _Expressions(config, table)
+    expressions = _Expressions(config, table, conn.dialect.name)
     duration = metric.kind == "duration"
     if duration and len(family) > 1:
         raise ValueError("a duration is grouped on its own: it carries each record's hours")
@@ -264,7 +428,10 @@ def grouped_family(
     grouped: list[Any] = [labelled_segment, *columns]
     extra: list[Any] = []
     if duration:
-        start, end = table.c[metric.start or ""], table.c[metric.end or ""]
+        start, end = (
+            expressions.of(name) if name in derived else table.c[name]
+            for name in (metric.start or "", metric.end or "")
+        )
         status = case(
             (start.is_(None), "no start"),
             (end.is_(None), "no end"),

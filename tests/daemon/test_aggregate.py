@@ -56,6 +56,9 @@ def test_every_metric_equals_its_per_record_value(
         "I1",
         "I2",
         "I12",
+        "I7",
+        "F5",
+        "I10",
     } <= {m.id for m in groupable}
     # Every metric but manual ones: grouped, population-selected and per-record paths alike.
     plan = {m.id: periods for m in config.catalogue.metric if not m.manual}
