@@ -467,9 +467,20 @@ def _issues_of(reply: Any, where: str) -> list[dict[str, Any]]:
     return issues
 
 
+def _readable(body: str) -> str:
+    """An error body for a message: Jira's JSON text as is, a proxy's HTML page by its title."""
+    text = body.strip()
+    if text.lower().startswith(("<!doctype", "<html")):
+        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        heading = re.search(r"<h1>(.*?)</h1>", text, re.IGNORECASE | re.DOTALL)
+        named = " / ".join(m.group(1).strip() for m in (title, heading) if m)
+        return f"(an HTML error page: {named[:200]})" if named else "(an HTML error page)"
+    return text.replace("\n", " ")[:300]
+
+
 def _jira_error(where: str, exc: JIRAError) -> SourceError:
     status = exc.status_code or 0
-    text = (exc.text or "").strip().replace("\n", " ")[:300]
+    text = _readable(exc.text or "")
     if status == 401:
         return SourceAuthError(
             f"{where}: HTTP 401 — check the username (Cloud: the account e-mail) and the "

@@ -18,7 +18,7 @@ from sandbox.generator import generate
 from sandbox.jira import JiraInstance, RunningJira, serve_jira
 from sandbox.jira_data import generate_jira
 from sandbox.servicenow import RunningSandbox, ServiceNowInstance, serve
-from tests.chaos.scenario import Source, assert_matches_a_clean_run, engine_for
+from tests.chaos.scenario import Source, assert_matches_a_clean_run, engine_for, stored_ids
 from tests.conftest import DATA_END, SANDBOX_PASSWORD, SANDBOX_USER, write_config
 from tests.connectors.test_jira_sync import EMAIL, TOKEN, write_jira_config
 
@@ -197,16 +197,28 @@ def test_a_transient_fault_is_survived_within_the_run(
         engine.dispose()
 
 
-def test_a_persistent_outage_fails_clearly_and_the_rerun_completes(
-    running: Running, tmp_path: Path
+PERSISTENT = {
+    "server_error": "503",  # an outage
+    "malformed": "503",  # a proxy's HTML error page, every time
+    "truncated": "not valid JSON",  # a body cut short, every time
+}
+
+
+@pytest.mark.parametrize("kind", list(PERSISTENT))
+def test_a_persistent_fault_fails_clearly_keeps_what_was_stored_and_the_rerun_completes(
+    running: Running, tmp_path: Path, kind: str
 ) -> None:
     source = running.source()
-    source.faults.append(Fault("server_error", times=10**6, after=3, status=503))
+    source.faults.append(Fault(kind, times=10**6, after=3, status=503))  # type: ignore[arg-type]
     source, engine, summary = sync(running, tmp_path / "faulty")
     try:
         stream = summary.streams[0]
         assert stream.outcome == "failed"
-        assert stream.error and "503" in stream.error and repr(source.name) in stream.error
+        assert stream.error and repr(source.name) in stream.error, stream.error
+        assert PERSISTENT[kind] in stream.error or "malformed" in stream.error, stream.error
+        assert "<html" not in stream.error.lower(), "an error page is named, not pasted"
+        kept = len(stored_ids(engine, source.stream))
+        assert kept > 0 or running.kind != "servicenow", "pages before the fault are kept"
         source.faults.clear()
         config = source.config(tmp_path / "faulty")
         assert resync(engine, config).ok
