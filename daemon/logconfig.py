@@ -50,8 +50,23 @@ def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     return {k: _scrub(v) for k, v in event.items()}
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is logged, not as it was at set-up: an
+    embedding program (or a test runner) that swaps stderr and closes the old one keeps
+    getting the lines instead of "I/O operation on closed file"."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        """The stream is always the current stderr."""
+
+
 def configure(level: str = "INFO", *, json: bool | None = None, stream: Any = None) -> None:
     """Configure once per process; logs go to stderr so stdout stays for command output."""
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     stream = stream or sys.stderr
     as_json = (not stream.isatty()) if json is None else json
     shared: list[Any] = [
@@ -72,7 +87,6 @@ def configure(level: str = "INFO", *, json: bool | None = None, stream: Any = No
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
