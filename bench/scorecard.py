@@ -269,8 +269,9 @@ mapping = "{shipped / "mappings" / "servicenow.toml"}"
 
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
+from bench.servicenow_sync import peak_rss_mb
 from daemon import db
 from daemon.compute import compute
 from daemon.settings import load_config
@@ -285,7 +286,7 @@ began = time.perf_counter()
 with engine.connect() as conn:
     values = compute(conn, config, plan)
 seconds = time.perf_counter() - began
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = peak_rss_mb()  # this image's peak: ru_maxrss would carry the forking parent's over exec
 print(json.dumps({"seconds": seconds, "rss_mb": rss, "values": len(values),
                   "metrics": len(plan)}))
 """

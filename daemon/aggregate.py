@@ -315,7 +315,17 @@ def attributions(config: Config, dialect: str) -> Select[Any] | CompoundSelect[A
             incident.c.opened_at.is_not(None),
         ),
     ).subquery("events")
-    ident = events.c.id.collate("C") if dialect == "postgresql" else events.c.id
+    if dialect == "postgresql":
+        by_rule = _by_rule_joined(events, window)
+    else:
+        by_rule = _by_rule_one_pass(events, window)
+    return union_all(explicit, by_rule)
+
+
+def _by_rule_joined(events: Any, window: timedelta) -> Select[Any]:
+    """PostgreSQL: each change numbered in time order per service; an incident carries the
+    number of the last change before it and is joined to that change."""
+    ident = events.c.id.collate("C")  # the order Python's sort gives the ids
     number = func.sum(case((events.c.kind == 0, 1), else_=0)).over(
         partition_by=(events.c.source, events.c.service),
         order_by=(events.c.t, events.c.kind, ident),
@@ -328,20 +338,13 @@ def attributions(config: Config, dialect: str) -> Select[Any] | CompoundSelect[A
         .cte("numbered")
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
-    before = numbered.alias("before_change")
-    later = numbered.alias("later_incident")
-    opened, change_end = later.c.t, before.c.t
-    if dialect == "postgresql":
-        within = opened - change_end <= window
-    else:  # julianday differences in days: a millisecond's tolerance for the float
-        days = window.total_seconds() / 86400 + 1e-3 / 86400
-        within = func.julianday(opened) - func.julianday(change_end) <= days
-    by_rule = (
+    before, later = numbered.alias("before_change"), numbered.alias("later_incident")
+    return (
         select(
             later.c.source,
             later.c.id.label("incident"),
             before.c.id.label("change"),
-            change_end.label("change_end"),
+            before.c.t.label("change_end"),
         )
         .select_from(
             later.join(
@@ -354,9 +357,37 @@ def attributions(config: Config, dialect: str) -> Select[Any] | CompoundSelect[A
                 ),
             )
         )
-        .where(later.c.kind == 1, within)
+        .where(later.c.kind == 1, later.c.t - before.c.t <= window)
     )
-    return union_all(explicit, by_rule)
+
+
+SQLITE_TIME_WIDTH = 26  # "YYYY-MM-DD HH:MM:SS.ffffff", how SQLAlchemy stores a DateTime
+
+
+def _by_rule_one_pass(events: Any, window: timedelta) -> Select[Any]:
+    """SQLite: no join at all (its planner may loop over an unindexed join): stored times are
+    fixed-width text, so "end|id" sorts as the window orders changes, and its running
+    maximum is the last change so far, carried to each incident."""
+    key = events.c.t.op("||")(literal("|")).op("||")(events.c.id)
+    last = func.max(case((events.c.kind == 0, key))).over(
+        partition_by=(events.c.source, events.c.service),
+        order_by=(events.c.t, events.c.kind, events.c.id),
+        rows=(None, 0),
+    )
+    carried = select(events, last.label("last")).subquery("carried")
+    change_end = func.substr(carried.c.last, 1, SQLITE_TIME_WIDTH)
+    # julianday differences are in days: a millisecond's tolerance for the float
+    days = window.total_seconds() / 86400 + 1e-3 / 86400
+    return select(
+        carried.c.source,
+        carried.c.id.label("incident"),
+        func.substr(carried.c.last, SQLITE_TIME_WIDTH + 2).label("change"),
+        change_end.label("change_end"),
+    ).where(
+        carried.c.kind == 1,
+        carried.c.last.is_not(None),
+        func.julianday(carried.c.t) - func.julianday(change_end) <= days,
+    )
 
 
 def families(
