@@ -28,9 +28,18 @@ class _TimeoutAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
+class _BoundedRetry(Retry):
+    """Retry-After is honoured up to the backoff cap: an instance asking for an hour (rate
+    limits are per hour) would otherwise hold the stream's lock asleep; past the cap the
+    retries run out, the run fails naming the 429, and the next run resumes at the cursor."""
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), MAX_BACKOFF_SECONDS)
+
+
 def retry_policy(max_retries: int) -> Retry:
     """Idempotent GETs only; 429 and 5xx retried, honouring Retry-After; backoff capped."""
-    return Retry(
+    return _BoundedRetry(
         total=max_retries,
         connect=max_retries,
         read=max_retries,

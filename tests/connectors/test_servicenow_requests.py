@@ -220,3 +220,19 @@ def test_a_page_that_goes_backwards_stops_instead_of_looping(
     )
     with pytest.raises(MalformedResponseError, match="keyset order"):
         list(source.read("incident", fields=["state"]))
+
+
+@pytest.mark.parametrize(
+    ("header", "waited"),
+    [("3", 3.0), ("3600", 30.0), ("Fri, 31 Dec 2100 23:59:59 GMT", 30.0)],
+)
+def test_retry_after_is_honoured_up_to_the_backoff_cap(header: str, waited: float) -> None:
+    """An hour-long Retry-After must not hold the stream's lock asleep for an hour."""
+    from urllib3 import HTTPResponse
+
+    from connectors.http import retry_policy
+
+    policy = retry_policy(3).increment(method="GET", url="/api/now/table/incident")
+    response = HTTPResponse(status=429, headers={"Retry-After": header})
+    assert policy.get_retry_after(response) == pytest.approx(waited, abs=1.0)
+    assert type(policy) is type(retry_policy(3)), "every retry step keeps the cap"
