@@ -10,6 +10,7 @@ Everything is read once per computation, before the caller streams its rows.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -192,7 +193,7 @@ def caused_incidents(
         table.c.deleted_at.is_(None), or_(table.c.caused_by.is_not(None), by_rule)
     )
     counts: Counter[tuple[str, str]] = Counter()
-    costs: dict[tuple[str, str], float] = defaultdict(float)
+    costs: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH)):
         record = cast(Row, row._mapping)
         found = index.attribute(record)
@@ -201,8 +202,9 @@ def caused_incidents(
         key = (record["source"], found[0])
         counts[key] += 1
         cost = price.unit_cost(record, price.tier(record))
-        costs[key] += cost or 0.0
-    return dict(counts), dict(costs)
+        costs[key].append(cost or 0.0)
+    # fsum: the total does not depend on the order the database returned the incidents
+    return dict(counts), {key: math.fsum(parts) for key, parts in costs.items()}
 
 
 def sla_record_sources(config: Config) -> list[str]:
