@@ -218,9 +218,10 @@ class _Expressions:
             inner = _Expressions(self.config, incidents, self.dialect)
             attributed = inner.attributed()
             cost = func.coalesce(inner.unit_cost(), 0.0)  # its joins exist from here on
-            source: FromClause = incidents.join(*inner.joins[0])
-            for joined, on in inner.joins[1:]:
-                source = source.outerjoin(joined, on)
+            source: FromClause = incidents  # attributed incidents only; tiers may be missing
+            for joined, on in inner.joins:
+                inner_join = joined is attributed
+                source = source.join(joined, on) if inner_join else source.outerjoin(joined, on)
             self._caused = (
                 select(
                     incidents.c.source,

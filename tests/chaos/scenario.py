@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,17 @@ from daemon.settings import Config, load_config
 from daemon.sync import resync
 
 VOLATILE = {"id", "fetched_at", "run_id", "computed_at"}
+
+
+def resync_process(path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``itbsc resync`` as its own process (to be killed, or to see its exit code and stderr)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "--config", str(path), "resync"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @dataclass

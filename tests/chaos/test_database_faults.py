@@ -5,13 +5,11 @@ only whole pages behind, and the next run resumes and ends with exactly the sour
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,7 +24,7 @@ from daemon import db, store
 from daemon.settings import load_config
 from sandbox.generator import generate
 from sandbox.servicenow import RunningSandbox, ServiceNowInstance, serve
-from tests.chaos.scenario import stored_ids
+from tests.chaos.scenario import resync_process, stored_ids
 from tests.conftest import DATA_END, PG_URL, SANDBOX_PASSWORD, SANDBOX_USER, write_config
 from tests.helpers import source_truth, stored_raw
 
@@ -40,16 +38,6 @@ def snow() -> Iterator[RunningSandbox]:
     instance.latency_seconds = 0.03  # a sync of a few seconds: room to strike mid-way
     with serve(instance) as running:
         yield running
-
-
-def start(path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "--config", str(path), "resync"],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for_rows(engine: sa.Engine, at_least: int, process: subprocess.Popen[str]) -> int:
@@ -88,7 +76,7 @@ def only_whole_pages(snow: RunningSandbox, engine: sa.Engine) -> None:
 
 def resume_completes(path: Path, env: dict[str, str], snow: RunningSandbox) -> None:
     snow.instance.latency_seconds = 0.0
-    rerun = start(path, env)
+    rerun = resync_process(path, env)
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err[-2000:]
     config = load_config(path, env=env)
@@ -186,7 +174,7 @@ def test_postgresql_restarting_mid_sync(
     )
     watcher = db.create_db_engine(direct)
     try:
-        victim = start(files.path, files.env)
+        victim = resync_process(files.path, files.env)
         wait_for_rows(watcher, 5 * PAGE, victim)
         proxy.restart(seconds=3)
         _, err = victim.communicate(timeout=120)
@@ -218,7 +206,7 @@ def test_a_sqlite_file_locked_by_another_program(snow: RunningSandbox, tmp_path:
     files.path.write_text(text.replace("[database]", "[database]\nbusy_timeout_seconds = 1", 1))
     engine = db.create_db_engine(make_url(f"sqlite:///{database}"))
     try:
-        victim = start(files.path, files.env)
+        victim = resync_process(files.path, files.env)
         wait_for_rows(engine, 5 * PAGE, victim)
         blocker = sqlite3.connect(database, timeout=30, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")  # another program writing, and taking its time
@@ -257,7 +245,7 @@ def test_a_full_disk(snow: RunningSandbox, tmp_path: Path, small_disk: Path) -> 
     database = small_disk / "itbsc.db"
     files = write_config(tmp_path, url=snow.url, db_url=f"sqlite:///{database}", page_size=PAGE)
     snow.instance.latency_seconds = 0.0
-    victim = start(files.path, files.env)
+    victim = resync_process(files.path, files.env)
     _, err = victim.communicate(timeout=300)
     assert victim.returncode == 3, err[-2000:]
     assert "database or disk is full" in err

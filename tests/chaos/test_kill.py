@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,10 +26,10 @@ from sandbox.generator import generate
 from sandbox.jira import JiraInstance, serve_jira
 from sandbox.jira_data import generate_jira
 from sandbox.servicenow import ServiceNowInstance, serve
-from tests.chaos.scenario import image, stored_ids
+from tests.chaos.scenario import image, resync_process, stored_ids
 from tests.conftest import DATA_END, SANDBOX_PASSWORD, SANDBOX_USER, write_config
 from tests.connectors.test_jira_sync import EMAIL, TOKEN, write_jira_config
-from tests.helpers import stored_raw
+from tests.helpers import source_truth, stored_raw
 
 FULL = os.environ.get("ITBSC_CHAOS_FULL") == "1"
 SEED = int(os.environ.get("ITBSC_CHAOS_SEED", "20261128"))
@@ -54,15 +52,6 @@ class Target:
     up_to: Callable[[dict[str, str]], set[str]] | None = None  # source ids at or before a cursor
 
 
-def resync(path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "--config", str(path), "resync"],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 def cursor_of(engine: sa.Engine, target: Target) -> dict[str, str] | None:
     with engine.connect() as conn:
         return store.read_cursor(conn, target.name, target.stream)
@@ -72,9 +61,9 @@ def prepare(target: Target, directory: Path) -> Target:
     """Run a clean sync once: its duration spreads the kills, its image is the reference."""
     path, env = target.configure(directory)
     started = time.monotonic()
-    process = resync(path, env)
+    process = resync_process(path, env)
     _, err = process.communicate(timeout=1800)
-    assert process.returncode == 0, err.decode()[-2000:]
+    assert process.returncode == 0, err[-2000:]
     target.clean_seconds = time.monotonic() - started
     config = load_config(path, env=env)
     engine = db.create_db_engine(config.database_url)
@@ -99,8 +88,6 @@ def snow_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             return files.path, files.env
 
         def truth(config: Config, engine: sa.Engine) -> None:
-            from tests.helpers import source_truth
-
             assert stored_raw(engine) == source_truth(running, config)
 
         def up_to(cursor: dict[str, str]) -> set[str]:
@@ -141,7 +128,7 @@ def kill_then_rerun(target: Target, directory: Path, trial: int) -> str:
     rng = random.Random(f"{SEED}-{target.name}-{trial}")
     moment = rng.uniform(0.02, 1.0) * target.clean_seconds
     path, env = target.configure(directory)
-    victim = resync(path, env)
+    victim = resync_process(path, env)
     time.sleep(moment)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
@@ -149,9 +136,9 @@ def kill_then_rerun(target: Target, directory: Path, trial: int) -> str:
     engine = db.create_db_engine(config.database_url)
     try:
         left = _consistent_after_kill(engine, target)
-        rerun = resync(path, env)
+        rerun = resync_process(path, env)
         _, err = rerun.communicate(timeout=1800)
-        assert rerun.returncode == 0, err.decode()[-2000:]
+        assert rerun.returncode == 0, err[-2000:]
         target.truth(config, engine)
         assert cursor_of(engine, target) is not None
         if target.name == "snow":  # a keyset cursor: exactly where a clean run leaves it
