@@ -23,12 +23,11 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Column,
     ColumnElement,
-    CompoundSelect,
     Connection,
     Float,
     Integer,
-    Select,
     String,
     and_,
     case,
@@ -39,12 +38,14 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
-    union_all,
 )
 from sqlalchemy.sql import FromClause
 
+from daemon.attribution_sql import attributed_source
+from daemon.computation_tables import shared
 from daemon.derive import ATTRIBUTION_FIELDS, sla_record_sources
 from daemon.models import CANONICAL_TABLES, UTCDateTime
+from daemon.query_tuning import cohort_range, scan_column
 from daemon.settings import Config
 from mapping.catalogue import MetricSpec
 from mapping.metrics import Evaluation, MetricValue
@@ -55,6 +56,7 @@ from mapping.stock import WEIGHT, evaluate_interval
 GROUPABLE_KINDS = frozenset({"ratio", "count", "average", "per_distinct"})
 INTERVAL_KINDS = frozenset({"stock", "stock_ratio", "flow_ratio"})
 FAR_PAST = datetime(1900, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 SQL_DERIVED = frozenset({"sla_met", "response_sla_met", "tier", "unit_cost", *ATTRIBUTION_FIELDS})
 GROUPABLE_KINDS_WITH_VALUES = GROUPABLE_KINDS | {"sum"}
 
@@ -90,10 +92,10 @@ def _emptiness_only(metric: MetricSpec) -> set[str]:
 class _Expressions:
     """SQL for the derived fields, mirroring daemon.derive row by row."""
 
-    def __init__(self, config: Config, table: FromClause, dialect: str) -> None:
+    def __init__(self, config: Config, table: FromClause, conn: Connection) -> None:
         self.config = config
         self.table = table
-        self.dialect = dialect
+        self.conn = conn
         self.joins: list[tuple[FromClause, ColumnElement[bool]]] = []
         self._tier: ColumnElement[Any] | None = None
         self._breaches: Any = None
@@ -106,7 +108,7 @@ class _Expressions:
         if self._breaches is None:
             sla = CANONICAL_TABLES["sla"]
             flag = case((sla.c.breached.is_(True), 1), else_=0)
-            self._breaches = (
+            query = (
                 select(
                     sla.c.source,
                     sla.c.task,
@@ -119,7 +121,17 @@ class _Expressions:
                     or_(sla.c.stage.is_(None), sla.c.stage != "cancelled"),
                 )
                 .group_by(sla.c.source, sla.c.task)
-                .subquery("breaches")
+            )
+            columns: list[Column[Any]] = [
+                Column("source", String(100)),
+                Column("task", String(255)),
+                Column("resolution", Integer()),
+                Column("response", Integer()),
+            ]
+            key = ("source", "task")
+            # SQLite only: PostgreSQL's parallel hash join of the subquery measured faster.
+            self._breaches = shared(
+                self.conn, "itbsc_breaches", lambda: query, columns, key, only=("sqlite",)
             )
             t = self.table.c
             on = and_(self._breaches.c.source == t.source, self._breaches.c.task == t.source_id)
@@ -198,11 +210,7 @@ class _Expressions:
     def attributed(self) -> Any:
         """The incidents' attributions joined to the incident table (made once)."""
         if self._attributed is None:
-            self._attributed = (
-                attributions(self.config, self.dialect)
-                .cte("attributed")
-                .prefix_with("MATERIALIZED", dialect="postgresql")
-            )
+            self._attributed = attributed_source(self.conn, self.config)
             t = self.table.c
             on = and_(
                 self._attributed.c.source == t.source,
@@ -215,7 +223,7 @@ class _Expressions:
         """Per change: the incidents attributed to it and their summed unit cost (made once)."""
         if self._caused is None:
             incidents = CANONICAL_TABLES["incident"]
-            inner = _Expressions(self.config, incidents, self.dialect)
+            inner = _Expressions(self.config, incidents, self.conn)
             attributed = inner.attributed()
             cost = func.coalesce(inner.unit_cost(), 0.0)  # its joins exist from here on
             source: FromClause = incidents  # attributed incidents only; tiers may be missing
@@ -253,142 +261,6 @@ class _Expressions:
         if name == "caused_incident_cost":
             return type_coerce(func.coalesce(self.caused().c.cost, 0.0), Float())
         return self.unit_cost()
-
-
-def attributions(config: Config, dialect: str) -> Select[Any] | CompoundSelect[Any]:
-    """(source, incident, change, change_end) for every attributed live incident.
-
-    The rule of ``mapping.attribution`` in SQL: an explicit ``caused_by`` link first
-    (the change's end when it is an implemented change, else unknown); otherwise the
-    implemented change on the same service that ended last at or before the incident
-    opened (ties: the greatest change id), if that is within the window. One pass of a
-    window function over changes and incidents merged in time order numbers each
-    change; an incident carries the number of the last change before it."""
-    change, incident = CANONICAL_TABLES["change"], CANONICAL_TABLES["incident"]
-    window = timedelta(hours=config.catalogue.attribution.window_hours)
-    ended = func.coalesce(change.c.work_end, change.c.closed_at)
-    implemented = and_(
-        change.c.deleted_at.is_(None),
-        or_(change.c.state.is_(None), change.c.state != "cancelled"),
-    )
-    linked = (
-        select(change.c.source, change.c.source_id, ended.label("ended"))
-        .where(implemented)
-        .subquery("linked")
-    )
-    explicit = (
-        select(
-            incident.c.source,
-            incident.c.source_id.label("incident"),
-            incident.c.caused_by.label("change"),
-            linked.c.ended.label("change_end"),
-        )
-        .select_from(
-            incident.outerjoin(
-                linked,
-                and_(
-                    linked.c.source == incident.c.source, linked.c.source_id == incident.c.caused_by
-                ),
-            )
-        )
-        .where(incident.c.deleted_at.is_(None), incident.c.caused_by.is_not(None))
-    )
-    if not window:
-        return explicit
-    events = union_all(
-        select(
-            change.c.source,
-            change.c.service,
-            ended.label("t"),
-            literal(0).label("kind"),
-            change.c.source_id.label("id"),
-        ).where(implemented, change.c.service.is_not(None), ended.is_not(None)),
-        select(
-            incident.c.source,
-            incident.c.service,
-            incident.c.opened_at.label("t"),
-            literal(1).label("kind"),
-            incident.c.source_id.label("id"),
-        ).where(
-            incident.c.deleted_at.is_(None),
-            incident.c.caused_by.is_(None),
-            incident.c.service.is_not(None),
-            incident.c.opened_at.is_not(None),
-        ),
-    ).subquery("events")
-    if dialect == "postgresql":
-        by_rule = _by_rule_joined(events, window)
-    else:
-        by_rule = _by_rule_one_pass(events, window)
-    return union_all(explicit, by_rule)
-
-
-def _by_rule_joined(events: Any, window: timedelta) -> Select[Any]:
-    """PostgreSQL: each change numbered in time order per service; an incident carries the
-    number of the last change before it and is joined to that change."""
-    ident = events.c.id.collate("C")  # the order Python's sort gives the ids
-    number = func.sum(case((events.c.kind == 0, 1), else_=0)).over(
-        partition_by=(events.c.source, events.c.service),
-        order_by=(events.c.t, events.c.kind, ident),
-        rows=(None, 0),
-    )
-    # Materialized: computed once, whatever the planner guesses of fresh, unanalysed tables
-    # (a nested loop over the window would run it once per incident).
-    numbered = (
-        select(events, number.label("number"))
-        .cte("numbered")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
-    before, later = numbered.alias("before_change"), numbered.alias("later_incident")
-    return (
-        select(
-            later.c.source,
-            later.c.id.label("incident"),
-            before.c.id.label("change"),
-            before.c.t.label("change_end"),
-        )
-        .select_from(
-            later.join(
-                before,
-                and_(
-                    before.c.source == later.c.source,
-                    before.c.service == later.c.service,
-                    before.c.number == later.c.number,
-                    before.c.kind == 0,
-                ),
-            )
-        )
-        .where(later.c.kind == 1, later.c.t - before.c.t <= window)
-    )
-
-
-SQLITE_TIME_WIDTH = 26  # "YYYY-MM-DD HH:MM:SS.ffffff", how SQLAlchemy stores a DateTime
-
-
-def _by_rule_one_pass(events: Any, window: timedelta) -> Select[Any]:
-    """SQLite: no join at all (its planner may loop over an unindexed join): stored times are
-    fixed-width text, so "end|id" sorts as the window orders changes, and its running
-    maximum is the last change so far, carried to each incident."""
-    key = events.c.t.op("||")(literal("|")).op("||")(events.c.id)
-    last = func.max(case((events.c.kind == 0, key))).over(
-        partition_by=(events.c.source, events.c.service),
-        order_by=(events.c.t, events.c.kind, events.c.id),
-        rows=(None, 0),
-    )
-    carried = select(events, last.label("last")).subquery("carried")
-    change_end = func.substr(carried.c.last, 1, SQLITE_TIME_WIDTH)
-    # julianday differences are in days: a millisecond's tolerance for the float
-    days = window.total_seconds() / 86400 + 1e-3 / 86400
-    return select(
-        carried.c.source,
-        carried.c.id.label("incident"),
-        func.substr(carried.c.last, SQLITE_TIME_WIDTH + 2).label("change"),
-        change_end.label("change_end"),
-    ).where(
-        carried.c.kind == 1,
-        carried.c.last.is_not(None),
-        func.julianday(carried.c.t) - func.julianday(change_end) <= days,
-    )
 
 
 def families(
@@ -437,7 +309,7 @@ def grouped_family(
     segment = case(*((cohort < b, i) for i, b in enumerate(bounds[1:])), else_=None)
     derived = set(KINDS[metric.record].derived)
     empty_only = set.intersection(*(_emptiness_only(m) for m in metrics))
-    expressions = _Expressions(config, table, conn.dialect.name)
+    expressions = _Expressions(config, table, conn)
     duration = metric.kind == "duration"
     if duration and len(family) > 1:
         raise ValueError("a duration is grouped on its own: it carries each record's hours")
@@ -446,12 +318,9 @@ def grouped_family(
     names = [f for f in wanted if f != metric.cohort and f not in clock]
     columns: list[ColumnElement[Any]] = []
     for name in names:
-        if name in derived:
-            column = expressions.of(name)
-        elif name in empty_only:
-            column = case((table.c[name].is_(None), null()), else_=literal("1"))
-        else:
-            column = table.c[name]
+        column = expressions.of(name) if name in derived else table.c[name]
+        if name in empty_only:  # derived ones too: an attributed change is tested, not shown
+            column = case((column.is_(None), null()), else_=literal("1"))
         columns.append(column.label(name))
     source: FromClause = table
     for joined, on in expressions.joins:
@@ -475,7 +344,10 @@ def grouped_family(
     query = (
         select(func.count().label("_n"), *grouped, *extra)
         .select_from(source)
-        .where(cohort >= bounds[0], cohort < bounds[-1], table.c.deleted_at.is_(None))
+        .where(
+            *cohort_range(conn, table, metric.cohort, bounds[0], bounds[-1]),
+            table.c.deleted_at.is_(None),
+        )
         .group_by(*_positions(len(grouped)))
     )
     evaluations = [
@@ -529,15 +401,19 @@ def _samples(hours: Any) -> list[float]:
     return [float(h) for h in hours]
 
 
-def interval_window(table: Any, metric: MetricSpec, periods: Sequence[Period]) -> Any:
+def interval_window(
+    conn: Connection, table: Any, metric: MetricSpec, periods: Sequence[Period]
+) -> Any:
     """Records a stock or flow metric can need for ``periods``: nothing that ended before them."""
     lo, hi = min(p.start for p in periods), max(p.end for p in periods)
-    start = table.c[metric.start or ""]
+    start = scan_column(conn, table, metric.start or "", lo, hi)
     if metric.kind == "flow_ratio":
-        end = table.c[metric.end or ""]
+        end = scan_column(conn, table, metric.end or "", lo, hi)
         return or_(and_(start >= lo, start < hi), and_(end >= lo, end < hi))
     first_end = min(p.end for p in periods)
-    ends = [table.c[c] for c in metric.closed_by]
+    # A stock reaches back to the oldest open record: its start is no use to narrow by.
+    start = scan_column(conn, table, metric.start or "", FAR_PAST, hi)
+    ends = [scan_column(conn, table, c, first_end, FAR_FUTURE) for c in metric.closed_by]
     return and_(
         start < hi, or_(and_(*(e.is_(None) for e in ends)), *(e >= first_end for e in ends))
     )
@@ -598,7 +474,7 @@ def grouped_interval_values(
     end_bucket = _bucket(end_column, bounds).label("_end")
     query = (
         select(func.count().label(WEIGHT), start_bucket, end_bucket, *columns)
-        .where(table.c.deleted_at.is_(None), interval_window(table, metric, periods))
+        .where(table.c.deleted_at.is_(None), interval_window(conn, table, metric, periods))
         .group_by(*_positions(2 + len(columns)))
     )
 

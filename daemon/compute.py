@@ -14,8 +14,10 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, select
 
 from daemon import aggregate, locks, store
+from daemon.computation_tables import computation_tables
 from daemon.derive import Deriver, stored_columns
 from daemon.models import CANONICAL_TABLES
+from daemon.query_tuning import cohort_range, tune
 from daemon.settings import Config
 from mapping.catalogue import MetricSpec
 from mapping.composite import combine
@@ -23,8 +25,8 @@ from mapping.metrics import Evaluation, MetricValue
 from mapping.periods import Period, periods_between, same_period_last_year
 from mapping.stock import evaluate_interval
 
-ROWS_PER_FETCH = 5000
-RECOMPUTE_LOCK_WAIT = 600.0  # seconds another process's recompute may take before we give up  # streamed from the database in batches (server-side cursor on PostgreSQL)
+ROWS_PER_FETCH = 5000  # streamed from the database in batches (server-side cursor on PostgreSQL)
+RECOMPUTE_LOCK_WAIT = 600.0  # seconds another process's recompute may take before we give up
 
 
 class AffectedDays:
@@ -87,6 +89,14 @@ def compute(
     conn: Connection, config: Config, plan: Mapping[str, Sequence[Period]]
 ) -> list[MetricValue]:
     """Evaluate each metric id over its periods, one query per (record kind, cohort) group."""
+    tune(conn)
+    with computation_tables(conn):
+        return _compute(conn, config, plan)
+
+
+def _compute(
+    conn: Connection, config: Config, plan: Mapping[str, Sequence[Period]]
+) -> list[MetricValue]:
     metrics = config.catalogue.by_id()
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     manual = [metrics[m] for m, periods in plan.items() if periods and metrics[m].manual]
@@ -174,7 +184,7 @@ def canonical_rows(
     table = CANONICAL_TABLES[kind]
     stored, derived = stored_columns(kind, columns)
     query = select(*(table.c[c] for c in stored)).where(
-        table.c[cohort] >= lo, table.c[cohort] < hi, table.c.deleted_at.is_(None)
+        *cohort_range(conn, table, cohort, lo, hi), table.c.deleted_at.is_(None)
     )
     if where is not None:
         query = query.where(where)
@@ -217,7 +227,7 @@ def interval_rows(
     """Rows a stock or flow metric can need for ``periods``: nothing that ended before them."""
     table = CANONICAL_TABLES[metric.record]
     live = table.c.deleted_at.is_(None)
-    window = aggregate.interval_window(table, metric, periods)
+    window = aggregate.interval_window(conn, table, metric, periods)
     wanted = columns or metric.required_fields()
     query = select(*(table.c[c] for c in wanted)).where(live, window)
     for row in conn.execute(query.execution_options(yield_per=ROWS_PER_FETCH)):

@@ -1,0 +1,68 @@
+"""Temporary tables that live for one computation: derived facts worked out once, shared.
+
+Some derived fields (which change caused an incident, whether its SLA cycles
+were breached) are joined by several of a computation's queries. Left as
+subqueries, each query works them out again, and PostgreSQL's parallel
+workers once each. A computation instead fills a temporary table on first
+use, indexes it for the join, and drops it when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Column, Connection, Index, MetaData, Table, insert
+
+SCRATCH = "itbsc_computation_tables"  # key in Connection.info while a computation runs
+
+
+@contextmanager
+def computation_tables(conn: Connection) -> Iterator[None]:
+    """Lets a computation keep temporary tables on ``conn`` and drops them when it ends
+    (a nested computation, a composite's parts, shares the outer one's). On an error they
+    are left to the caller's rollback: a failed PostgreSQL transaction refuses the drop."""
+    if SCRATCH in conn.info:
+        yield
+        return
+    tables: dict[str, Table] = {}
+    conn.info[SCRATCH] = tables
+    try:
+        yield
+    finally:
+        conn.info.pop(SCRATCH, None)
+    for name in tables:
+        _drop(conn, name)
+
+
+def shared(
+    conn: Connection,
+    name: str,
+    query: Callable[[], Any],
+    columns: Sequence[Column[Any]],
+    key: Sequence[str],
+    only: Sequence[str] = (),
+) -> Any:
+    """The rows of ``query()`` as a temporary table ``name`` (joined on ``key``), made on
+    first use in this computation; outside a computation, or where ``only`` names other
+    databases, the query as a subquery."""
+    tables: dict[str, Table] | None = conn.info.get(SCRATCH)
+    if tables is None or (only and conn.dialect.name not in only):
+        return query().cte(name).prefix_with("MATERIALIZED", dialect="postgresql")
+    if name not in tables:
+        table = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
+        _drop(conn, name)  # left on a pooled SQLite connection by a failed computation
+        table.create(conn)
+        tables[name] = table
+        conn.execute(insert(table).from_select([c.name for c in table.c], query()))
+        if conn.dialect.name == "postgresql":  # hash joins need no index, but statistics
+            conn.exec_driver_sql(f"ANALYZE {name}")
+        else:  # SQLite joins by index lookups (it would build this one itself)
+            Index(f"ix_{name}", *(table.c[k] for k in key)).create(conn)
+    return tables[name]
+
+
+def _drop(conn: Connection, name: str) -> None:
+    schema = "pg_temp" if conn.dialect.name == "postgresql" else "temp"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {schema}.{name}")

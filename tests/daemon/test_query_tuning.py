@@ -1,0 +1,176 @@
+"""How computations ask the databases to run them: the same answers, cheaper plans, no leftovers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from daemon import aggregate, attribution_sql, db
+from daemon.compute import compute
+from daemon.models import CANONICAL_TABLES
+from daemon.query_tuning import cohort_range
+from daemon.settings import Config, load_config
+from daemon.sync import resync
+from mapping.periods import parse_period, periods_between
+from sandbox.servicenow import RunningSandbox
+from tests.conftest import ALL_STREAMS, write_config
+
+INCIDENTS = CANONICAL_TABLES["incident"]
+YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def year_of_incidents(tmp_path: Path) -> Iterator[sa.Engine]:
+    """A SQLite store with one incident resolved every 6 hours through 2025."""
+    engine = db.create_db_engine(sa.make_url(f"sqlite:///{tmp_path / 'itbsc.db'}"))
+    db.upgrade(engine)
+    rows = [
+        {
+            "source": "snow",
+            "source_id": f"inc{i:05d}",
+            "updated_at": YEAR_START,
+            "mapping_version": "test",
+            "resolved_at": YEAR_START + timedelta(hours=6 * i, microseconds=i % 7),
+        }
+        for i in range(4 * 365)
+    ]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(INCIDENTS), rows)
+        conn.exec_driver_sql("ANALYZE")
+    yield engine
+    engine.dispose()
+
+
+def _plan_and_count(engine: sa.Engine, lo: datetime, hi: datetime) -> tuple[str, int, int]:
+    with engine.connect() as conn:
+        where = cohort_range(conn, INCIDENTS, "resolved_at", lo, hi)
+        # Reading another column, as every metric query does: no index covers it.
+        query = sa.select(INCIDENTS.c.source_id).where(*where)
+        compiled = query.compile(conn, compile_kwargs={"literal_binds": False})
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled}", tuple(compiled.params.values())
+            )
+        )
+        counted = len(conn.execute(query).all())
+        plain = (
+            sa.select(sa.func.count())
+            .select_from(INCIDENTS)
+            .where(INCIDENTS.c.resolved_at >= lo, INCIDENTS.c.resolved_at < hi)
+        )
+        expected = conn.execute(plain).scalar_one()
+    return plan, counted, expected
+
+
+def test_sqlite_reads_the_table_in_order_for_most_of_it_and_the_index_for_a_little(
+    year_of_incidents: sa.Engine,
+) -> None:
+    """Walking the index row by row is the slow way to read most of a table."""
+    # Boundaries a microsecond past a record (the 80th, at +3 µs): comparisons stay exact.
+    wide_lo, wide_hi = (
+        YEAR_START + timedelta(days=20, microseconds=4),
+        YEAR_START.replace(year=2026),
+    )
+    plan, counted, expected = _plan_and_count(year_of_incidents, wide_lo, wide_hi)
+    assert "SCAN itil_incident" in plan and "INDEX" not in plan, plan
+    assert counted == expected == 4 * (365 - 20) - 1
+
+    narrow_lo = YEAR_START + timedelta(days=100)
+    plan, counted, expected = _plan_and_count(
+        year_of_incidents, narrow_lo, narrow_lo + timedelta(days=7, microseconds=2)
+    )
+    assert "ix_itil_incident_resolved_at" in plan, plan
+    assert counted == expected == 4 * 7 + 1
+
+
+@pytest.fixture
+def synced(snow: RunningSandbox, db_url: str, tmp_path: Path) -> Iterator[tuple[Config, sa.Engine]]:
+    files = write_config(tmp_path, url=snow.url, db_url=db_url, streams=ALL_STREAMS)
+    config = load_config(files.path, env=files.env)
+    engine = db.create_db_engine(config.database_url)
+    db.upgrade(engine)
+    assert resync(engine, config).ok
+    yield config, engine
+    engine.dispose()
+
+
+def _attributed_table_exists(conn: sa.Connection) -> bool:
+    if conn.dialect.name == "postgresql":
+        found = "SELECT count(*) FROM pg_tables WHERE tablename = 'itbsc_attributed'"
+    else:
+        found = "SELECT count(*) FROM sqlite_temp_master WHERE name = 'itbsc_attributed'"
+    return bool(conn.exec_driver_sql(found).scalar())
+
+
+def test_attribution_is_worked_out_once_and_its_table_dropped(
+    synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Change failure rate, failed-change cost and time to restore share one attribution."""
+    config, engine = synced
+    year = parse_period("2025-07-01..2026-06-30", config.zone)
+    plan = dict.fromkeys(
+        ["I7", "F5", "I10"], periods_between(year.start, year.end, "month", config.zone)
+    )
+    built: list[str] = []
+    original = attribution_sql.attributions
+
+    def counted(config: Config, dialect: str):  # type: ignore[no-untyped-def]
+        built.append(dialect)
+        return original(config, dialect)
+
+    monkeypatch.setattr(attribution_sql, "attributions", counted)
+    with engine.connect() as conn:
+        first = compute(conn, config, plan)
+        assert not _attributed_table_exists(conn)
+        again = compute(conn, config, plan)  # the same connection: nothing left in the way
+    assert len(built) == 2  # once per computation, not once per query
+    assert [(v.metric, v.period, v.dimension, v.value, v.n) for v in first] == [
+        (v.metric, v.period, v.dimension, v.value, v.n) for v in again
+    ]
+    assert any(v.metric == "I7" and v.n for v in first)
+    assert any(v.metric == "I10" and v.n for v in first)
+
+
+def test_a_failed_computation_does_not_break_the_next(
+    synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, engine = synced
+    year = parse_period("2025-07-01..2026-06-30", config.zone)
+    plan = {"I7": periods_between(year.start, year.end, "month", config.zone)}
+    with engine.connect() as conn:
+        expected = compute(conn, config, plan)
+    original = aggregate.grouped_family
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        original(*args, **kwargs)  # builds the attribution table, then fails
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(aggregate, "grouped_family", broken)
+    with engine.connect() as conn, pytest.raises(RuntimeError, match="disk on fire"):
+        compute(conn, config, plan)
+    monkeypatch.setattr(aggregate, "grouped_family", original)
+    with engine.connect() as conn:  # SQLite's pool hands back the same connection
+        assert [v.value for v in compute(conn, config, plan)] == [v.value for v in expected]
+
+
+@pytest.mark.postgres
+def test_postgres_settings_last_only_for_the_computation(
+    synced: tuple[Config, sa.Engine],
+) -> None:
+    config, engine = synced
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL settings")
+    year = parse_period("2025", config.zone)
+    with engine.connect() as conn:
+        default = conn.exec_driver_sql("SHOW work_mem").scalar()
+        conn.commit()
+        compute(conn, config, {"C1": [year]})
+        assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+        assert conn.exec_driver_sql("SHOW work_mem").scalar() == "64MB"
+        conn.commit()
+        assert conn.exec_driver_sql("SHOW work_mem").scalar() == default
