@@ -444,26 +444,59 @@ def _bucket(column: ColumnElement[Any], bounds: Sequence[datetime]) -> ColumnEle
 def grouped_interval_values(
     conn: Connection, metric: MetricSpec, periods: Sequence[Period]
 ) -> list[MetricValue]:
-    """A stock or flow metric from records grouped by where their start and end fall.
+    """A stock or flow metric from records grouped by where their start and end fall."""
+    return grouped_interval_family(conn, [(metric, periods)])
+
+
+def interval_families(
+    members: Sequence[tuple[MetricSpec, Sequence[Period]]],
+) -> list[list[tuple[MetricSpec, Sequence[Period]]]]:
+    """Stocks of one record kind with the same start and closing fields share one scan
+    (a backlog and its aged part, say); every flow keeps its own."""
+    out: dict[Any, list[tuple[MetricSpec, Sequence[Period]]]] = {}
+    for metric, periods in members:
+        if metric.kind == "flow_ratio":
+            key: Any = ("flow", metric.id)
+        else:
+            key = ("stock", metric.record, metric.start, tuple(metric.closed_by))
+        out.setdefault(key, []).append((metric, periods))
+    return list(out.values())
+
+
+def grouped_interval_family(
+    conn: Connection, members: Sequence[tuple[MetricSpec, Sequence[Period]]]
+) -> list[MetricValue]:
+    """Stock or flow metrics from records grouped by where their start and end fall.
 
     Every comparison a stock or flow makes is against a boundary (a period's start
     or end, or an end minus ``age_days``), so a record's part is decided by the
     boundaries its timestamps lie between; a group stands for its records with the
-    lower boundary as their timestamp, which compares the same way."""
+    lower boundary as their timestamp, which compares the same way. Metrics sharing
+    the scan use the union of their boundaries, which decides each one's comparisons
+    as its own would."""
+    metric = members[0][0]
+    if len(members) > 1 and any(m.kind == "flow_ratio" for m, _ in members):
+        raise ValueError("a flow is grouped on its own")
     table = CANONICAL_TABLES[metric.record]
-    age = timedelta(days=metric.age_days or 0)
+    bounds_set: set[datetime] = set()
+    for member, periods in members:
+        age = timedelta(days=member.age_days or 0)
+        if member.kind == "flow_ratio":
+            bounds_set |= {p.start for p in periods} | {p.end for p in periods}
+        else:
+            bounds_set |= {p.end for p in periods} | {p.end - age for p in periods if age}
+    bounds = sorted(bounds_set)
     if metric.kind == "flow_ratio":
-        bounds = sorted({p.start for p in periods} | {p.end for p in periods})
         end_column: ColumnElement[Any] = table.c[metric.end or ""]
         end_name = metric.end or ""
     else:
-        bounds = sorted({p.end for p in periods} | {p.end - age for p in periods if age})
         end_column = _earliest([table.c[c] for c in metric.closed_by])
         end_name = metric.closed_by[0]
     start_name = metric.start or ""
-    empty_only = _emptiness_only(metric)
+    empty_only = set.intersection(*(_emptiness_only(m) for m, _ in members))
     timestamps = {start_name, *metric.closed_by, metric.end or ""}
-    names = [f for f in metric.required_fields() if f not in timestamps]
+    wanted = sorted({f for m, _ in members for f in m.required_fields()})
+    names = [f for f in wanted if f not in timestamps]
     columns: list[ColumnElement[Any]] = []
     for name in names:
         column: ColumnElement[Any] = table.c[name]
@@ -472,9 +505,10 @@ def grouped_interval_values(
         columns.append(column.label(name))
     start_bucket = _bucket(table.c[start_name], bounds).label("_start")
     end_bucket = _bucket(end_column, bounds).label("_end")
+    windows = [interval_window(conn, table, m, periods) for m, periods in members]
     query = (
         select(func.count().label(WEIGHT), start_bucket, end_bucket, *columns)
-        .where(table.c.deleted_at.is_(None), interval_window(conn, table, metric, periods))
+        .where(table.c.deleted_at.is_(None), or_(*windows))
         .group_by(*_positions(2 + len(columns)))
     )
 
@@ -490,7 +524,7 @@ def grouped_interval_values(
             record[name] = None
         record[end_name] = ended
         rows.append(record)
-    return evaluate_interval(metric, rows, periods)
+    return [value for m, periods in members for value in evaluate_interval(m, rows, periods)]
 
 
 def population_sql(metric: MetricSpec) -> ColumnElement[bool] | None:

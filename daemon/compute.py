@@ -105,14 +105,17 @@ def _compute(
             groups[(metrics[metric_id].record, metrics[metric_id].cohort)].append(metric_id)
     values: list[MetricValue] = []
     composites = [(metrics[m], p) for m, p in plan.items() if p and metrics[m].composite]
+    grouped_intervals: list[tuple[MetricSpec, Sequence[Period]]] = []
     for metric_id, periods in plan.items():
         metric = metrics[metric_id]
         if periods and metric.live and not metric.manual and not metric.composite:
             if aggregate.can_group(config, metric):
-                values.extend(aggregate.grouped_interval_values(conn, metric, periods))
+                grouped_intervals.append((metric, periods))
             else:
                 rows = interval_rows(conn, metric, periods)
                 values.extend(evaluate_interval(metric, rows, periods))
+    for family in aggregate.interval_families(grouped_intervals):
+        values.extend(aggregate.grouped_interval_family(conn, family))
     if manual:
         from daemon.inputs import manual_values  # the register is only read when asked for
 

@@ -80,3 +80,27 @@ def test_every_metric_equals_its_per_record_value(
         assert value.value == pytest.approx(other.value), key
         assert value.numerator == pytest.approx(other.numerator), key
         assert value.denominator == pytest.approx(other.denominator), key
+
+
+def test_stocks_sharing_a_scan_give_what_each_gives_alone(
+    synced: tuple[Config, sa.Engine],
+) -> None:
+    """A backlog and its aged part share one grouped scan, over different periods."""
+    config, engine = synced
+    year = parse_period("2025-07-01..2026-06-30", config.zone)
+    months = periods_between(year.start, year.end, "month", config.zone)
+    weeks = periods_between(year.start, year.end, "week", config.zone)[5:30]
+    families = aggregate.interval_families(
+        [(config.catalogue.by_id()[m], months) for m in ("I4", "I4B", "I3")]
+    )
+    assert sorted(sorted(m.id for m, _ in f) for f in families) == [["I3"], ["I4", "I4B"]]
+    with engine.connect() as conn:
+        together = compute(conn, config, {"I4": months, "I4B": weeks})
+        alone = compute(conn, config, {"I4": months}) + compute(conn, config, {"I4B": weeks})
+
+    def keyed(values: list) -> dict:  # type: ignore[type-arg]
+        return {(v.metric, v.period, v.dimension): (v.value, v.n, v.exclusions) for v in values}
+
+    assert keyed(together) == keyed(alone)
+    assert any(v.metric == "I4B" and v.n for v in together)
+    assert {v.period.grain for v in together if v.metric == "I4B"} == {"week"}
