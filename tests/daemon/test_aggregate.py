@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
-from daemon import aggregate, db
+from daemon import aggregate
 from daemon.compute import compute
-from daemon.settings import Config, load_config
-from daemon.sync import resync
+from daemon.settings import Config
 from mapping.periods import parse_period, periods_between
-from sandbox.servicenow import RunningSandbox
-from tests.conftest import ALL_STREAMS, write_config
-
-
-@pytest.fixture
-def synced(snow: RunningSandbox, db_url: str, tmp_path: Path) -> Iterator[tuple[Config, sa.Engine]]:
-    files = write_config(tmp_path, url=snow.url, db_url=db_url, streams=ALL_STREAMS)
-    config = load_config(files.path, env=files.env)
-    engine = db.create_db_engine(config.database_url)
-    db.upgrade(engine)
-    assert resync(engine, config).ok
-    yield config, engine
-    engine.dispose()
 
 
 def test_every_metric_equals_its_per_record_value(

@@ -13,11 +13,8 @@ from daemon import aggregate, attribution_sql, db
 from daemon.compute import compute
 from daemon.models import CANONICAL_TABLES
 from daemon.query_tuning import cohort_range
-from daemon.settings import Config, load_config
-from daemon.sync import resync
+from daemon.settings import Config
 from mapping.periods import parse_period, periods_between
-from sandbox.servicenow import RunningSandbox
-from tests.conftest import ALL_STREAMS, write_config
 
 INCIDENTS = CANONICAL_TABLES["incident"]
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -86,17 +83,6 @@ def test_sqlite_reads_the_table_in_order_for_most_of_it_and_the_index_for_a_litt
     )
     assert "ix_itil_incident_resolved_at" in plan, plan
     assert counted == expected == 4 * 7 + 1
-
-
-@pytest.fixture
-def synced(snow: RunningSandbox, db_url: str, tmp_path: Path) -> Iterator[tuple[Config, sa.Engine]]:
-    files = write_config(tmp_path, url=snow.url, db_url=db_url, streams=ALL_STREAMS)
-    config = load_config(files.path, env=files.env)
-    engine = db.create_db_engine(config.database_url)
-    db.upgrade(engine)
-    assert resync(engine, config).ok
-    yield config, engine
-    engine.dispose()
 
 
 def _attributed_table_exists(conn: sa.Connection) -> bool:
