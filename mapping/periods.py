@@ -47,7 +47,8 @@ class Period:
         return self.start <= moment < self.end
 
 
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """Where ``day`` begins in ``zone``, in UTC: every period boundary is one."""
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
@@ -91,7 +92,7 @@ def _label(first: date, grain: Grain) -> str:
 def _period(first: date, grain: Grain, zone: ZoneInfo) -> Period:
     end = _next_first_day(first, grain)
     return Period(
-        _local_midnight(first, zone), _local_midnight(end, zone), grain, _label(first, grain)
+        local_midnight(first, zone), local_midnight(end, zone), grain, _label(first, grain)
     )
 
 
@@ -133,9 +134,9 @@ def date_range(first: date, last: date, zone: ZoneInfo) -> Period:
     """An ad-hoc range of whole local days, ``last`` included."""
     if last < first:
         raise ValueError(f"range ends ({last}) before it starts ({first})")
-    end = _local_midnight(last + timedelta(days=1), zone)
+    end = local_midnight(last + timedelta(days=1), zone)
     return Period(
-        _local_midnight(first, zone), end, "range", f"{first.isoformat()}..{last.isoformat()}"
+        local_midnight(first, zone), end, "range", f"{first.isoformat()}..{last.isoformat()}"
     )
 
 
