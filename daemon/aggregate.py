@@ -79,7 +79,7 @@ def can_group(config: Config, metric: MetricSpec) -> bool:
     return True
 
 
-def emptiness_only(metric: MetricSpec) -> set[str]:
+def _emptiness_only(metric: MetricSpec) -> set[str]:
     """Fields read only by ``is_null`` conditions: grouped by emptiness, not value."""
     uses: dict[str, set[str]] = {}
     filters = [metric.population(), metric.numerator_filter(), *(f for _, f in metric.exclusions())]
@@ -285,7 +285,7 @@ LOW_DERIVED = frozenset({"sla_met", "response_sla_met", "tier", "unit_cost"})
 def _wide(metric: MetricSpec) -> frozenset[str]:
     """The many-valued fields a metric groups by (free-text fields not read only for emptiness)."""
     schema = KINDS[metric.record]
-    empty = emptiness_only(metric)
+    empty = _emptiness_only(metric)
     return frozenset(
         name
         for name in metric.required_fields()
@@ -300,44 +300,15 @@ def grouped_family(
     conn: Connection, config: Config, family: Sequence[tuple[MetricSpec, Sequence[Period]]]
 ) -> list[MetricValue]:
     """Values of metrics sharing one record kind and cohort, from one grouped query."""
-    every = [p for _, periods in family for p in periods]
-    bounds = sorted({p.start for p in every} | {p.end for p in every})
-    query = family_query(conn, config, family, bounds)
-    evaluations = family_evaluations(config, family)
-    starts = bounds[:-1]
-    for row in conn.execute(query):
-        record = dict(row._mapping)
-        index = record.pop(SEGMENT)
-        weight = record.pop(COUNT)
-        if index is not None:
-            feed(evaluations, family[0][0], record, weight, starts[index])
-    return [value for evaluation in evaluations for value in evaluation.results()]
-
-
-SEGMENT, COUNT, HOURS, STATUS = "_segment", "_n", "_hours", "_status"
-
-
-def family_evaluations(
-    config: Config, family: Sequence[tuple[MetricSpec, Sequence[Period]]]
-) -> list[Evaluation]:
-    return [Evaluation(m, periods, config.catalogue.calendar_choice(m)) for m, periods in family]
-
-
-def family_query(
-    conn: Connection,
-    config: Config,
-    family: Sequence[tuple[MetricSpec, Sequence[Period]]],
-    bounds: Sequence[datetime],
-) -> Any:
-    """The family's records in ``[bounds[0], bounds[-1])`` grouped by the stretch between two
-    boundaries their cohort time falls in (``_segment``, an index into ``bounds``) and by the
-    fields the metrics read; ``_n`` counts each group (durations add ``_status``, ``_hours``)."""
     metrics = [m for m, _ in family]
     metric = metrics[0]
     table = CANONICAL_TABLES[metric.record]
+    every = [p for _, periods in family for p in periods]
+    bounds = sorted({p.start for p in every} | {p.end for p in every})
     cohort = table.c[metric.cohort]
+    segment = case(*((cohort < b, i) for i, b in enumerate(bounds[1:])), else_=None)
     derived = set(KINDS[metric.record].derived)
-    empty_only = set.intersection(*(emptiness_only(m) for m in metrics))
+    empty_only = set.intersection(*(_emptiness_only(m) for m in metrics))
     expressions = _Expressions(config, table, conn)
     duration = metric.kind == "duration"
     if duration and len(family) > 1:
@@ -354,7 +325,8 @@ def family_query(
     source: FromClause = table
     for joined, on in expressions.joins:
         source = source.outerjoin(joined, on)
-    grouped: list[Any] = [_segment_of(cohort, bounds).label(SEGMENT), *columns]
+    labelled_segment = segment.label("_segment")
+    grouped: list[Any] = [labelled_segment, *columns]
     extra: list[Any] = []
     if duration:
         start, end = (
@@ -366,11 +338,11 @@ def family_query(
             (end.is_(None), "no end"),
             (end < start, "reversed"),
             else_="ok",
-        ).label(STATUS)
+        ).label("_status")
         grouped.append(status)
-        extra.append(_hours_list(conn, start, end).label(HOURS))
-    return (
-        select(func.count().label(COUNT), *grouped, *extra)
+        extra.append(_hours_list(conn, start, end).label("_hours"))
+    query = (
+        select(func.count().label("_n"), *grouped, *extra)
         .select_from(source)
         .where(
             *cohort_range(conn, table, metric.cohort, bounds[0], bounds[-1]),
@@ -378,40 +350,29 @@ def family_query(
         )
         .group_by(*_positions(len(grouped)))
     )
-
-
-def _segment_of(column: ColumnElement[Any], bounds: Sequence[datetime]) -> ColumnElement[Any]:
-    """k where ``bounds[k] <= column < bounds[k+1]`` (the query keeps only such records), by
-    halving: a year of days costs nine comparisons a record, a flat CASE up to 365."""
-
-    def within(first: int, last: int) -> ColumnElement[Any]:  # segments first..last-1
-        if last - first == 1:
-            return literal(first)
-        middle = (first + last) // 2
-        return case((column < bounds[middle], within(first, middle)), else_=within(middle, last))
-
-    return within(0, len(bounds) - 1)
-
-
-def feed(
-    evaluations: Sequence[Evaluation],
-    metric: MetricSpec,
-    record: dict[str, Any],
-    weight: int,
-    moment: datetime,
-) -> None:
-    """Hand one group to the evaluations, standing for its records at ``moment``."""
-    record[metric.cohort] = moment
-    if metric.kind != "duration":
-        for evaluation in evaluations:
-            evaluation.add(record, weight)
-        return
-    state, hours = record.pop(STATUS), record.pop(HOURS)
-    # A stand-in start and end that classify as this group's records did.
-    record[metric.start or ""] = None if state == "no start" else moment
-    after = moment - timedelta(seconds=1) if state == "reversed" else moment
-    record[metric.end or ""] = None if state == "no end" else after
-    evaluations[0].add(record, weight, samples(hours) if state == "ok" else None)
+    evaluations = [
+        Evaluation(m, periods, config.catalogue.calendar_choice(m)) for m, periods in family
+    ]
+    starts = bounds[:-1]
+    for row in conn.execute(query):
+        record = dict(row._mapping)
+        index = record.pop("_segment")
+        weight = record.pop("_n")
+        if index is None:
+            continue
+        moment = starts[index]
+        record[metric.cohort] = moment
+        if not duration:
+            for evaluation in evaluations:
+                evaluation.add(record, weight)
+            continue
+        state, hours = record.pop("_status"), record.pop("_hours")
+        # A stand-in start and end that classify as this group's records did.
+        record[metric.start or ""] = None if state == "no start" else moment
+        after = moment - timedelta(seconds=1) if state == "reversed" else moment
+        record[metric.end or ""] = None if state == "no end" else after
+        evaluations[0].add(record, weight, _samples(hours) if state == "ok" else None)
+    return [value for evaluation in evaluations for value in evaluation.results()]
 
 
 def _positions(count: int) -> list[Any]:
@@ -432,7 +393,7 @@ def _hours_list(
     return func.group_concat(hours)
 
 
-def samples(hours: Any) -> list[float]:
+def _samples(hours: Any) -> list[float]:
     if hours is None:
         return []
     if isinstance(hours, str):  # SQLite: "1.5,2.25,..."
@@ -532,7 +493,7 @@ def grouped_interval_family(
         end_column = _earliest([table.c[c] for c in metric.closed_by])
         end_name = metric.closed_by[0]
     start_name = metric.start or ""
-    empty_only = set.intersection(*(emptiness_only(m) for m, _ in members))
+    empty_only = set.intersection(*(_emptiness_only(m) for m, _ in members))
     timestamps = {start_name, *metric.closed_by, metric.end or ""}
     wanted = sorted({f for m, _ in members for f in m.required_fields()})
     names = [f for f in wanted if f not in timestamps]

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, select
 
-from daemon import aggregate, day_partials, locks, store
+from daemon import aggregate, locks, store
 from daemon.computation_tables import computation_tables
 from daemon.derive import Deriver, stored_columns
 from daemon.models import CANONICAL_TABLES
@@ -124,7 +124,7 @@ def _compute(
         # Counting metrics are grouped by the database; the others stream their records.
         grouped = [i for i in all_ids if aggregate.can_group(config, metrics[i])]
         for family in aggregate.families([(metrics[i], plan[i]) for i in grouped]):
-            values.extend(day_partials.family_values(conn, config, family))
+            values.extend(aggregate.grouped_family(conn, config, family))
         ids = [i for i in all_ids if i not in grouped]
         # A metric whose population the database can select reads only those records.
         for metric_id in [i for i in ids if aggregate.population_sql(metrics[i]) is not None]:
@@ -256,9 +256,6 @@ def recompute(engine: Engine, config: Config, days: Iterable[date] | None) -> in
             store.clear_dirty(conn, days)
         else:
             store.clear_dirty(conn, store.dirty_days(conn))
-        # Rebuilt from the records: a day marked while another computation built it, or
-        # (with none given) everything, as a full restatement reads no earlier work.
-        store.clear_partials(conn, days)
         plan: dict[str, list[Period]] = {}
         for metric in config.catalogue.record_metrics():
             touched = list(days) if days is not None else _all_days(conn, config, metric)

@@ -211,26 +211,6 @@ class DirtyDay(Base):
     marked_at: Mapped[datetime]
 
 
-class DayPartial(Base):
-    """One group of a metric family's records on one local day, and how many records it holds.
-
-    A family is the metrics that share one grouped query (daemon.aggregate); ``family`` is a
-    fingerprint of all it depends on. A period is summed from its days' rows instead of read
-    record by record. A day's rows go whenever the day is marked dirty and are rebuilt from
-    the records on next use; the row with an empty ``grp`` says the day has been built.
-    """
-
-    __tablename__ = "metric_day_partial"
-    __table_args__ = (Index("ix_metric_day_partial_day", "day"),)
-
-    family: Mapped[str] = mapped_column(String(32), primary_key=True)
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, reporting zone
-    grp: Mapped[str] = mapped_column(String(32), primary_key=True)  # fingerprint of ``fields``
-    fields: Mapped[str | None] = mapped_column(Text)  # JSON: the group's field values
-    n: Mapped[int] = mapped_column(Integer)
-    hours: Mapped[str | None] = mapped_column(Text)  # a duration's hours, comma-separated
-
-
 class ManualInput(Base):
     """The append-only register of figures entered by hand, with who, when and from where.
 

@@ -46,6 +46,4 @@ def remap(
                     ]
                     with engine.begin() as conn:
                         mapped_total += writer.rewrite(conn, records, skipped)
-    with engine.begin() as conn:  # every canonical row may have changed, on every day
-        store.clear_partials(conn, None)
     return mapped_total, skipped, recompute(engine, config, days)

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.base import Cursor, RawRecord
-from daemon.models import DayPartial, DirtyDay, MetricValueRow, SyncRun, SyncState
+from daemon.models import DirtyDay, MetricValueRow, SyncRun, SyncState
 from daemon.models import RawRecord as RawRecordRow
 from mapping.model import CanonicalRecord
 
@@ -20,7 +20,6 @@ state_table: Table = SyncState.__table__  # type: ignore[assignment]
 run_table: Table = SyncRun.__table__  # type: ignore[assignment]
 metric_table: Table = MetricValueRow.__table__  # type: ignore[assignment]
 dirty_table: Table = DirtyDay.__table__  # type: ignore[assignment]
-partial_table: Table = DayPartial.__table__  # type: ignore[assignment]
 
 MAX_BIND_PARAMS = 30000  # below SQLite's 32766 and PostgreSQL's 65535
 
@@ -278,25 +277,12 @@ def close_abandoned_runs(conn: Connection, source: str, stream: str) -> int:
 
 
 def mark_dirty(conn: Connection, days: Iterable[date]) -> None:
-    """Record days whose periods need recomputing (idempotent); their partial groups go."""
-    unique = sorted(set(days))
-    if not unique:
+    """Record days whose periods need recomputing (idempotent)."""
+    rows = [{"day": d.isoformat(), "marked_at": now()} for d in sorted(set(days))]
+    if not rows:
         return
-    clear_partials(conn, unique)
-    rows = [{"day": d.isoformat(), "marked_at": now()} for d in unique]
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(insert(dirty_table).on_conflict_do_nothing(index_elements=["day"]), rows)
-
-
-def clear_partials(conn: Connection, days: Iterable[date] | None) -> None:
-    """Forget the per-day partial groups of ``days`` (None: of every day); rebuilt on use."""
-    if days is None:
-        conn.execute(delete(partial_table))
-        return
-    keys = sorted(d.isoformat() for d in set(days))
-    for start in range(0, len(keys), 1000):
-        chunk = keys[start : start + 1000]
-        conn.execute(delete(partial_table).where(partial_table.c.day.in_(chunk)))
 
 
 def dirty_days(conn: Connection) -> set[date]:

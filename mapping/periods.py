@@ -47,8 +47,7 @@ class Period:
         return self.start <= moment < self.end
 
 
-def local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    """Where ``day`` begins in ``zone``, in UTC: every period boundary is one."""
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
@@ -92,7 +91,7 @@ def _label(first: date, grain: Grain) -> str:
 def _period(first: date, grain: Grain, zone: ZoneInfo) -> Period:
     end = _next_first_day(first, grain)
     return Period(
-        local_midnight(first, zone), local_midnight(end, zone), grain, _label(first, grain)
+        _local_midnight(first, zone), _local_midnight(end, zone), grain, _label(first, grain)
     )
 
 
@@ -134,9 +133,9 @@ def date_range(first: date, last: date, zone: ZoneInfo) -> Period:
     """An ad-hoc range of whole local days, ``last`` included."""
     if last < first:
         raise ValueError(f"range ends ({last}) before it starts ({first})")
-    end = local_midnight(last + timedelta(days=1), zone)
+    end = _local_midnight(last + timedelta(days=1), zone)
     return Period(
-        local_midnight(first, zone), end, "range", f"{first.isoformat()}..{last.isoformat()}"
+        _local_midnight(first, zone), end, "range", f"{first.isoformat()}..{last.isoformat()}"
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from daemon import attribution_sql, day_partials, db, store
+from daemon import aggregate, attribution_sql, db
 from daemon.compute import compute
 from daemon.models import CANONICAL_TABLES
 from daemon.query_tuning import cohort_range
@@ -111,10 +111,8 @@ def test_attribution_is_worked_out_once_and_its_table_dropped(
 
     monkeypatch.setattr(attribution_sql, "attributions", counted)
     with engine.connect() as conn:
-        store.clear_partials(conn, None)  # else the days' groups are read, not the records
         first = compute(conn, config, plan)
         assert not _attributed_table_exists(conn)
-        store.clear_partials(conn, None)
         again = compute(conn, config, plan)  # the same connection: nothing left in the way
     assert len(built) == 2  # once per computation, not once per query
     assert [(v.metric, v.period, v.dimension, v.value, v.n) for v in first] == [
@@ -132,16 +130,16 @@ def test_a_failed_computation_does_not_break_the_next(
     plan = {"I7": periods_between(year.start, year.end, "month", config.zone)}
     with engine.connect() as conn:
         expected = compute(conn, config, plan)
-    original = day_partials.family_values
+    original = aggregate.grouped_family
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         original(*args, **kwargs)  # builds the attribution table, then fails
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(day_partials, "family_values", broken)
+    monkeypatch.setattr(aggregate, "grouped_family", broken)
     with engine.connect() as conn, pytest.raises(RuntimeError, match="disk on fire"):
         compute(conn, config, plan)
-    monkeypatch.setattr(day_partials, "family_values", original)
+    monkeypatch.setattr(aggregate, "grouped_family", original)
     with engine.connect() as conn:  # SQLite's pool hands back the same connection
         assert [v.value for v in compute(conn, config, plan)] == [v.value for v in expected]
 
