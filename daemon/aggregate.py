@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
-    Column,
     ColumnElement,
     Connection,
     Float,
@@ -42,7 +41,6 @@ from sqlalchemy import (
 from sqlalchemy.sql import FromClause
 
 from daemon.attribution_sql import attributed_source
-from daemon.computation_tables import shared
 from daemon.derive import ATTRIBUTION_FIELDS, sla_record_sources
 from daemon.models import CANONICAL_TABLES, UTCDateTime
 from daemon.query_tuning import cohort_range, scan_column
@@ -103,53 +101,61 @@ class _Expressions:
         self._caused: Any = None
 
     def sla(self, name: str) -> ColumnElement[Any]:
-        """Met / not met / None from the source's cycles (one pass over them for both SLA
-        types, whichever metrics ask), or the incident's own flag."""
-        if self._breaches is None:
-            sla = CANONICAL_TABLES["sla"]
-            flag = case((sla.c.breached.is_(True), 1), else_=0)
-            query = (
-                select(
-                    sla.c.source,
-                    sla.c.task,
-                    func.max(case((sla.c.sla_type == "resolution", flag))).label("resolution"),
-                    func.max(case((sla.c.sla_type == "response", flag))).label("response"),
-                )
-                .where(
-                    sla.c.deleted_at.is_(None),
-                    sla.c.sla_type.in_(["resolution", "response"]),
-                    or_(sla.c.stage.is_(None), sla.c.stage != "cancelled"),
-                )
-                .group_by(sla.c.source, sla.c.task)
-            )
-            columns: list[Column[Any]] = [
-                Column("source", String(100)),
-                Column("task", String(255)),
-                Column("resolution", Integer()),
-                Column("response", Integer()),
-            ]
-            key = ("source", "task")
-            # SQLite only: PostgreSQL's parallel hash join of the subquery measured faster.
-            self._breaches = shared(
-                self.conn, "itbsc_breaches", lambda: query, columns, key, only=("sqlite",)
-            )
-            t = self.table.c
-            on = and_(self._breaches.c.source == t.source, self._breaches.c.task == t.source_id)
-            self.joins.append((self._breaches, on))
-        any_breach = self._breaches.c["resolution" if name == "sla_met" else "response"]
+        """Met / not met / None from the source's cycles, or the incident's own flag."""
+        any_breach = self._breach(name)
         t = self.table.c
         by_cycles = sla_record_sources(self.config)
-        from_cycles = case(
-            (any_breach.is_(None), null()),
-            (any_breach == 1, literal(False)),
-            else_=literal(True),
-        )
+        # CASE x WHEN ...: x once (a lookup per record on SQLite); no cycle leaves it empty
+        from_cycles = case({1: literal(False), 0: literal(True)}, value=any_breach, else_=null())
         flag_column = t.made_sla if name == "sla_met" else null()
         if not by_cycles:
             return type_coerce(flag_column, Boolean())
         return type_coerce(
             case((t.source.in_(by_cycles), from_cycles), else_=flag_column), Boolean()
         )
+
+    def _breach(self, name: str) -> ColumnElement[Any]:
+        """1 when a live, uncancelled cycle of the SLA type was breached, 0 when none was,
+        None when the record has no such cycle.
+
+        SQLite looks each record's cycles up in the covering index: cheaper than grouping
+        every cycle first (measured at a million incidents: 4.6 s against 5.4 s for the
+        year, 0.9 s against 3.1 s before the first row for a month). PostgreSQL groups the
+        cycles once, both types in one pass, for a parallel hash join (measured faster)."""
+        sla = CANONICAL_TABLES["sla"]
+        sla_type = "resolution" if name == "sla_met" else "response"
+        flag = case((sla.c.breached.is_(True), 1), else_=0)
+        live = and_(
+            sla.c.deleted_at.is_(None), or_(sla.c.stage.is_(None), sla.c.stage != "cancelled")
+        )
+        t = self.table.c
+        if self.conn.dialect.name == "sqlite":
+            return (
+                select(func.max(flag))
+                .where(
+                    sla.c.source == t.source,
+                    sla.c.task == t.source_id,
+                    sla.c.sla_type == sla_type,
+                    live,
+                )
+                .scalar_subquery()
+            )
+        if self._breaches is None:
+            self._breaches = (
+                select(
+                    sla.c.source,
+                    sla.c.task,
+                    func.max(case((sla.c.sla_type == "resolution", flag))).label("resolution"),
+                    func.max(case((sla.c.sla_type == "response", flag))).label("response"),
+                )
+                .where(live, sla.c.sla_type.in_(["resolution", "response"]))
+                .group_by(sla.c.source, sla.c.task)
+                .cte("itbsc_breaches")
+                .prefix_with("MATERIALIZED", dialect="postgresql")
+            )
+            on = and_(self._breaches.c.source == t.source, self._breaches.c.task == t.source_id)
+            self.joins.append((self._breaches, on))
+        return cast(ColumnElement[Any], self._breaches.c[sla_type])
 
     def tier(self) -> ColumnElement[Any]:
         if self._tier is not None:

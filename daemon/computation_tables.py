@@ -1,7 +1,7 @@
 """Temporary tables that live for one computation: derived facts worked out once, shared.
 
-Some derived fields (which change caused an incident, whether its SLA cycles
-were breached) are joined by several of a computation's queries. Left as
+Some derived fields (which change caused an incident) are joined by several
+of a computation's queries. Left as
 subqueries, each query works them out again, and PostgreSQL's parallel
 workers once each. A computation instead fills a temporary table on first
 use, indexes it for the join, and drops it when it ends.
@@ -42,13 +42,11 @@ def shared(
     query: Callable[[], Any],
     columns: Sequence[Column[Any]],
     key: Sequence[str],
-    only: Sequence[str] = (),
 ) -> Any:
     """The rows of ``query()`` as a temporary table ``name`` (joined on ``key``), made on
-    first use in this computation; outside a computation, or where ``only`` names other
-    databases, the query as a subquery."""
+    first use in this computation; outside a computation, the query as a subquery."""
     tables: dict[str, Table] | None = conn.info.get(SCRATCH)
-    if tables is None or (only and conn.dialect.name not in only):
+    if tables is None:
         return query().cte(name).prefix_with("MATERIALIZED", dialect="postgresql")
     if name not in tables:
         table = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
