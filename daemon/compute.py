@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, select
 
-from daemon import aggregate, locks, store
+from daemon import aggregate, locks, rollup, store
 from daemon.computation_tables import computation_tables
 from daemon.derive import Deriver, stored_columns
 from daemon.models import CANONICAL_TABLES
@@ -245,11 +245,16 @@ def recompute_dirty(engine: Engine, config: Config) -> int:
     with locks.held(engine, "recompute", wait_seconds=RECOMPUTE_LOCK_WAIT):
         with engine.connect() as conn:
             days = store.dirty_days(conn)
-        return recompute(engine, config, days) if days else 0
+        return recompute(engine, config, days, roll_up=True) if days else 0
 
 
-def recompute(engine: Engine, config: Config, days: Iterable[date] | None) -> int:
-    """Recompute and store the periods holding ``days`` (None: every period with data)."""
+def recompute(
+    engine: Engine, config: Config, days: Iterable[date] | None, *, roll_up: bool = False
+) -> int:
+    """Recompute and store the periods holding ``days`` (None: every period with data).
+
+    With ``roll_up`` (a sync's restatement) quarters and years of additive metrics are
+    summed from their months where every month is stored current (``daemon.rollup``)."""
     with engine.begin() as conn:
         if days is not None:
             days = set(days)
@@ -260,7 +265,11 @@ def recompute(engine: Engine, config: Config, days: Iterable[date] | None) -> in
         for metric in config.catalogue.record_metrics():
             touched = list(days) if days is not None else _all_days(conn, config, metric)
             plan[metric.id] = _periods_for_days(config, metric, touched)
+        rolled = rollup.RollUp()
+        if roll_up and days is not None:
+            plan, rolled = rollup.split(conn, config, plan, mapping_version(config))
         values = compute(conn, config, plan)
+        values.extend(rollup.values(config, rolled, values))
         if days is None:  # a full restatement: nothing computed under older definitions survives
             store.delete_metric_values(conn, list(plan))
         store.write_metric_values(conn, [_row(v, mapping_version(config)) for v in values])
