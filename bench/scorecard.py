@@ -10,7 +10,10 @@ The computation runs in a child process, so its peak RSS is its own: every
 record metric, stock, flow, composite and manual metric of the shipped
 catalogue for the twelve months, all dimensions, as ``itbsc recompute``
 and the scorecard compute them. Targets: PostgreSQL <= 3 s, SQLite <= 10 s,
-peak RSS <= 250 MB.
+peak RSS <= 250 MB. Then what running the service costs: ``itbsc recompute``
+storing every week, month, quarter and year, and the restatement after a sync
+touched one day (its week and month from the records, its quarter and year
+summed from the stored months where the metric allows).
 """
 
 from __future__ import annotations
@@ -270,10 +273,11 @@ mapping = "{shipped / "mappings" / "servicenow.toml"}"
 
 CHILD = """
 import json, sys, time
+from datetime import date
 from pathlib import Path
 from bench.servicenow_sync import peak_rss_mb
-from daemon import db
-from daemon.compute import compute
+from daemon import db, store
+from daemon.compute import compute, recompute, recompute_dirty
 from daemon.settings import load_config
 from mapping.periods import parse_period, periods_between
 
@@ -287,8 +291,19 @@ with engine.connect() as conn:
     values = compute(conn, config, plan)
 seconds = time.perf_counter() - began
 rss = peak_rss_mb()  # this image's peak: ru_maxrss would carry the forking parent's over exec
-print(json.dumps({"seconds": seconds, "rss_mb": rss, "values": len(values),
-                  "metrics": len(plan)}))
+count = len(values)
+del values
+began = time.perf_counter()
+stored = recompute(engine, config, None)  # itbsc recompute: every period of every grain
+full = time.perf_counter() - began
+with engine.begin() as conn:  # a sync touched one day: its week, month, quarter and year
+    store.mark_dirty(conn, [date(2026, 3, 18)])
+began = time.perf_counter()
+restated = recompute_dirty(engine, config)
+dirty_day = time.perf_counter() - began
+print(json.dumps({"seconds": seconds, "rss_mb": rss, "values": count,
+                  "metrics": len(plan), "dirty_day_s": dirty_day, "restated": restated,
+                  "full_s": full, "stored": stored, "rss_all_mb": peak_rss_mb()}))
 """
 
 
@@ -368,7 +383,25 @@ def _rows(
             f"<= {target:g} s",
             seconds <= target,
         ),
-        (f"{name}: peak RSS of that computation", f"{rss:.0f} MB", "<= 250 MB", rss <= 250),
+        (
+            f"{name}: itbsc recompute, every stored period ({result['stored']:,} values)",
+            f"{result['full_s']:.1f} s",
+            "",
+            None,
+        ),
+        (
+            f"{name}: a sync touched one day: restate it ({result['restated']:,} values)",
+            f"{result['dirty_day_s']:.2f} s",
+            "",
+            None,
+        ),
+        (
+            f"{name}: peak RSS of the year of monthly values",
+            f"{rss:.0f} MB",
+            "<= 250 MB",
+            rss <= 250,
+        ),
+        (f"{name}: peak RSS up to the restatements", f"{result['rss_all_mb']:.0f} MB", "", None),
     ]
 
 
