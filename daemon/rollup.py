@@ -57,10 +57,10 @@ def split(
     for metric_id, periods in plan.items():
         metric = metrics[metric_id]
         keep = list(periods)
+        restated = set(periods)
         if _additive(config, metric):
             for period in [p for p in periods if p.grain in ROLLED_GRAINS]:
                 months = _months_of(config, period)
-                restated = set(periods)
                 stored = _stored(conn, metric, [m for m in months if m not in restated], version)
                 if stored is None:
                     continue

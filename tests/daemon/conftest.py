@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,14 @@ from tests.conftest import ALL_STREAMS, write_config
 def synced(snow: RunningSandbox, db_url: str, tmp_path: Path) -> Iterator[tuple[Config, sa.Engine]]:
     """Every ServiceNow stream of the sandbox synced into a fresh database of each kind."""
     files = write_config(tmp_path, url=snow.url, db_url=db_url, streams=ALL_STREAMS)
-    config = load_config(files.path, env=files.env)
+    with synced_store(files.path, files.env) as config_and_engine:
+        yield config_and_engine
+
+
+@contextmanager
+def synced_store(path: Path, env: Mapping[str, str]) -> Iterator[tuple[Config, sa.Engine]]:
+    """The configured database, migrated and filled by one sync of every configured stream."""
+    config = load_config(path, env=env)
     engine = db.create_db_engine(config.database_url)
     db.upgrade(engine)
     assert resync(engine, config).ok

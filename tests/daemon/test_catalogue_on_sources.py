@@ -29,6 +29,7 @@ from sandbox.jira_data import AUTOMATION, generate_jira
 from sandbox.servicenow import RunningSandbox
 from tests.conftest import ALL_STREAMS, write_config
 from tests.connectors.test_jira_sync import EMAIL, END, TOKEN, write_jira_config
+from tests.daemon.conftest import synced_store
 
 YEAR = "2025-07-01..2026-06-30"
 COSTS = {"L1": 22.0, "L2": 84.0, "L3": 160.0}
@@ -64,12 +65,8 @@ def snow_synced(
 ) -> Iterator[tuple[Config, sa.Engine]]:
     files = write_config(tmp_path, url=snow.url, db_url=db_url, streams=ALL_STREAMS)
     local_config(tmp_path)
-    config = load_config(files.path, env=files.env)
-    engine = db.create_db_engine(config.database_url)
-    db.upgrade(engine)
-    assert resync(engine, config).ok
-    yield config, engine
-    engine.dispose()
+    with synced_store(files.path, files.env) as config_and_engine:
+        yield config_and_engine
 
 
 def test_servicenow_cost_change_knowledge_automation_and_workload(

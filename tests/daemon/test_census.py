@@ -14,25 +14,21 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from daemon import db, store
+from daemon import store
 from daemon.census import census
 from daemon.models import CANONICAL_TABLES
-from daemon.settings import Config, load_config
-from daemon.sync import resync
+from daemon.settings import Config
 from mapping.periods import parse_period
 from sandbox.servicenow import RunningSandbox
 from tests.conftest import write_config
+from tests.daemon.conftest import synced_store
 
 
 @pytest.fixture
 def synced(snow: RunningSandbox, db_url: str, tmp_path: Path) -> Iterator[tuple[Config, sa.Engine]]:
     files = write_config(tmp_path, url=snow.url, db_url=db_url, page_size=200)
-    config = load_config(files.path, env=files.env)
-    engine = db.create_db_engine(config.database_url)
-    db.upgrade(engine)
-    assert resync(engine, config).ok
-    yield config, engine
-    engine.dispose()
+    with synced_store(files.path, files.env) as config_and_engine:
+        yield config_and_engine
 
 
 def alive_ids(engine: sa.Engine) -> set[str]:

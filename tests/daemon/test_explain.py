@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from daemon import db
 from daemon.compute import compute
 from daemon.explain import explain_metric
-from daemon.settings import Config, load_config
-from daemon.sync import resync
+from daemon.settings import Config
 from mapping.periods import parse_period
 from sandbox.servicenow import RunningSandbox
 from tests.conftest import ALL_STREAMS, SANDBOX_PASSWORD, write_config
+from tests.daemon.conftest import synced_store
 
 
 @pytest.fixture
@@ -27,12 +26,8 @@ def synced(snow: RunningSandbox, tmp_path: Path) -> Iterator[tuple[Config, sa.En
     files = write_config(
         tmp_path, url=snow.url, db_url=f"sqlite:///{tmp_path / 'x.db'}", streams=ALL_STREAMS
     )
-    config = load_config(files.path, env=files.env)
-    engine = db.create_db_engine(config.database_url)
-    db.upgrade(engine)
-    assert resync(engine, config).ok
-    yield config, engine
-    engine.dispose()
+    with synced_store(files.path, files.env) as config_and_engine:
+        yield config_and_engine
 
 
 def test_every_metric_is_reproduced_by_the_records_it_lists(
