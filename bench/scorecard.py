@@ -30,6 +30,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from daemon import sla_summary
+
 INCIDENTS = int(os.environ.get("ITBSC_BENCH_INCIDENTS", "1000000"))
 PG_URL = os.environ.get("ITBSC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 START_EPOCH = 1751328000  # 2025-07-01 00:00 UTC
@@ -128,6 +130,7 @@ def _sqlite_fill(engine: sa.Engine, n: int) -> None:
             FROM seq WHERE i <= 60
             """
         )
+        sla_summary.refresh_all(conn)  # what syncs keep on the incident rows
         conn.exec_driver_sql("ANALYZE")
 
 
@@ -237,6 +240,7 @@ def _postgres_fill(engine: sa.Engine, n: int) -> None:
             """
             )
         )
+        sla_summary.refresh_all(conn)  # what syncs keep on the incident rows
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE"))
 

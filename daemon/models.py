@@ -81,6 +81,14 @@ class RawRecord(Base):
     deleted_at: Mapped[datetime | None]
 
 
+# What a record's other records say about it, kept on its row as syncs write them (never
+# mapped from a source): an incident's SLA cycles, 1 when a live cycle of the type was
+# breached, 0 when none was, empty when it has none (daemon.sla_summary keeps them).
+KEPT_SUMMARIES: dict[str, tuple[str, ...]] = {
+    "incident": ("sla_resolution_breach", "sla_response_breach"),
+}
+
+
 def canonical_table(schema: KindSchema, metadata: MetaData) -> Table:
     """The ``itil_<kind>`` table, generated from the canonical schema so the two cannot drift.
 
@@ -110,6 +118,7 @@ def canonical_table(schema: KindSchema, metadata: MetaData) -> Table:
             Column(col, types[schema.type_of(col) or "str"], nullable=True)
             for col in schema.columns()
         ),
+        *(Column(col, Integer(), nullable=True) for col in KEPT_SUMMARIES.get(schema.name, ())),
         UniqueConstraint("source", "source_id"),
     )
 

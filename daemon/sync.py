@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from connectors.base import Page, Source
 from connectors.errors import SourceError
 from connectors.registry import source_class
-from daemon import locks, store
+from daemon import locks, sla_summary, store
 from daemon.compute import AffectedDays, recompute_dirty
 from daemon.derive import (
     ATTRIBUTION_COLUMNS,
@@ -186,16 +186,18 @@ class StreamWriter:
         """Map records (fresh, or stored raw ones for ``itbsc recompute``) into canonical rows."""
         ids = [record_id for record_id, _, _ in records]
         mapped = self.mapper.map_page(records)
+        summarised: set[str] = set()  # incidents whose SLA summary this page changes
         for kind in self.kinds:
             table = CANONICAL_TABLES[kind]
             cohorts = self.affected.cohort_columns(kind)
             children = mapped.children.get(kind)
             linked = ATTRIBUTION_COLUMNS.get(kind, ()) if self.attribution else ()
-            wanted = sorted({*cohorts, *linked})
+            wanted = sorted({*cohorts, *linked, *(("task",) if kind == "sla" else ())})
             if children is None:  # the period a changed record leaves is recomputed too
                 before = store.existing_values(conn, table, self.source, ids, wanted)
             else:
                 before = store.existing_children(conn, table, self.source, "task", ids, cohorts)
+                summarised.update(children)  # a parent's cycles are its own
             self.affected.add_rows(kind, before)
             if linked:  # an incident moves its attributed change's periods, and back
                 moved = [*before, *mapped.rows[kind]]
@@ -208,6 +210,12 @@ class StreamWriter:
             else:
                 store.delete_stale_children(conn, table, self.source, "task", children)
             self.affected.add_rows(kind, mapped.rows[kind])
+            if kind == "incident":
+                summarised.update(r["source_id"] for r in mapped.rows[kind])
+            elif kind == "sla":
+                summarised.update(r["task"] for r in (*before, *mapped.rows[kind]) if r.get("task"))
+        if summarised:
+            sla_summary.refresh(conn, self.source, summarised)
         for record_id, reason in mapped.skipped:
             if reason not in skipped:  # each reason once, with a record to look at
                 log.warning(
@@ -236,9 +244,13 @@ class StreamWriter:
             table = CANONICAL_TABLES[kind]
             cohorts = self.affected.cohort_columns(kind)
             key = "source_id" if kind not in {t.kind for t in self.mapper.expanding} else "task"
-            before = store.existing_children(conn, table, self.source, key, ids, cohorts)
+            columns = sorted({*cohorts, "task"}) if kind == "sla" else cohorts
+            before = store.existing_children(conn, table, self.source, key, ids, columns)
             self.affected.add_rows(kind, before)
             store.mark_deleted(conn, table, self.source, key, ids, stamp)
+            if kind == "sla":  # the incidents lose these cycles
+                tasks = {r["task"] for r in before if r.get("task")}
+                sla_summary.refresh(conn, self.source, tasks)
 
 
 def _sync_stream(

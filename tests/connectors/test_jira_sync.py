@@ -21,6 +21,7 @@ from daemon.settings import Config, load_config
 from daemon.sync import resync
 from sandbox.jira import JiraInstance, RunningJira, serve_jira
 from sandbox.jira_data import generate_jira
+from tests import sla_cycles
 
 END = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
 EMAIL, TOKEN = "itbsc@example.com", "jira-Token-Marker-3a9"
@@ -329,6 +330,8 @@ def test_census_marks_deleted_issues_and_their_sla_cycles_and_fetches_missed_one
     alive = {k: set(r) for k, r in stored_by_kind(engine, alive_only=True).items()}
     assert not set(gone) & alive["incident"] and "99999" in alive["incident"]
     assert not {s.split(":")[0] for s in alive["sla"]} & set(gone)  # their cycles too
+    # and every incident's SLA summary follows its cycles (both deletions and the new one)
+    assert sla_cycles.stored(engine) == sla_cycles.expected(engine)
 
 
 def stored_by_kind(engine: sa.Engine, *, alive_only: bool) -> dict[str, list[str]]:
