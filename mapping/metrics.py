@@ -232,6 +232,8 @@ class Evaluation:
             add_exactly(group.total, float(sample) * weight)
 
     def results(self) -> list[MetricValue]:
+        if self._sampled:
+            return self._sampled_results()
         periods = self._index.periods
         buckets: dict[tuple[Period, str], _Bucket] = {}
         for (found, dimensions, reason, hit, per), group in self._groups.items():
@@ -242,8 +244,6 @@ class Evaluation:
                         bucket = buckets[(periods[number], dimension)] = _Bucket()
                     if reason is not None:
                         bucket.excluded[reason] += group.count
-                    elif self._sampled:
-                        bucket.samples.extend(group.samples)
                     elif self.metric.kind == "average":
                         for part in group.total:
                             add_exactly(bucket.total, part)
@@ -255,6 +255,30 @@ class Evaluation:
                         if per is not None:
                             bucket.distinct.add(per)
         return _results(self.metric, periods, buckets)
+
+    def _sampled_results(self) -> list[MetricValue]:
+        """Durations and sums, one bucket at a time: a record's samples land in every period
+        and dimension holding it (a week, month, quarter and year, by each breakdown), so
+        building every bucket first held each sample up to twenty times over."""
+        periods = self._index.periods
+        members: dict[tuple[Period, str], list[_Group]] = defaultdict(list)
+        excluded: dict[tuple[Period, str], Counter[str]] = defaultdict(Counter)
+        for (found, dimensions, reason, _hit, _per), group in self._groups.items():
+            for number in found:
+                for dimension in dimensions:
+                    key = (periods[number], dimension)
+                    if reason is not None:
+                        excluded[key][reason] += group.count
+                    else:
+                        members[key].append(group)
+        out = []
+        keys = set(members) | set(excluded) | {(p, ALL) for p in periods}
+        for period, dimension in sorted(keys, key=lambda k: (k[0], k[1] != ALL, k[1])):
+            bucket = _Bucket(excluded=excluded.get((period, dimension), Counter()))
+            for group in members.get((period, dimension), ()):
+                bucket.samples.extend(group.samples)
+            out.append(_value(self.metric, period, dimension, bucket))
+        return out
 
 
 def evaluate(
