@@ -50,7 +50,7 @@ from mapping.catalogue import MetricSpec
 from mapping.metrics import Evaluation, MetricValue
 from mapping.model import KINDS
 from mapping.periods import Period
-from mapping.stock import WEIGHT, evaluate_interval
+from mapping.stock import Part, evaluate_interval_parts, part_names
 
 GROUPABLE_KINDS = frozenset({"ratio", "count", "average", "per_distinct"})
 INTERVAL_KINDS = frozenset({"stock", "stock_ratio", "flow_ratio"})
@@ -434,38 +434,46 @@ def interval_families(
     return list(out.values())
 
 
+MAX_PARTS = 240  # summed columns per query: a long recompute's weeks take several scans
+
+
 def grouped_interval_family(
     conn: Connection, members: Sequence[tuple[MetricSpec, Sequence[Period]]]
 ) -> list[MetricValue]:
-    """Stock or flow metrics from records grouped by where their start and end fall.
+    """Stock or flow metrics from records grouped by their fields, placed in the periods
+    by the database.
 
-    Every comparison a stock or flow makes is against a boundary (a period's start
-    or end, or an end minus ``age_days``), so a record's part is decided by the
-    boundaries its timestamps lie between; a group stands for its records with the
-    lower boundary as their timestamp, which compares the same way. Metrics sharing
-    the scan use the union of their boundaries, which decides each one's comparisons
-    as its own would."""
+    Every comparison a stock or flow makes is of a timestamp against a boundary (a
+    period's start or end, or an end minus ``age_days``), so a record's part is decided
+    by the boundaries its timestamps lie between. The database groups the records by
+    their fields and those two positions, then sums per group of fields how many are
+    open at each period's end (and aged), or started and ended in each period
+    (``mapping.stock.part_names``); each group of fields is then classified once.
+    Placing the position groups period by period in Python instead took 1.1 s at a
+    million incidents (29,000 groups against 720). Metrics sharing the scan use the
+    union of their boundaries, which decides each one's comparisons as its own would."""
     metric = members[0][0]
     if len(members) > 1 and any(m.kind == "flow_ratio" for m, _ in members):
         raise ValueError("a flow is grouped on its own")
     table = CANONICAL_TABLES[metric.record]
-    bounds_set: set[datetime] = set()
-    for member, periods in members:
-        age = timedelta(days=member.age_days or 0)
-        if member.kind == "flow_ratio":
-            bounds_set |= {p.start for p in periods} | {p.end for p in periods}
-        else:
-            bounds_set |= {p.end for p in periods} | {p.end - age for p in periods if age}
-    bounds = sorted(bounds_set)
+    parts = sorted(
+        {
+            part
+            for m, periods in members
+            for period in periods
+            for part in part_names(m, period)
+            if part[0] != "none"
+        },
+        key=repr,
+    )
+    bounds = sorted({moment for part in parts for moment in _moments(part)})
+    start = table.c[metric.start or ""]
     if metric.kind == "flow_ratio":
-        end_column: ColumnElement[Any] = table.c[metric.end or ""]
-        end_name = metric.end or ""
+        end: ColumnElement[Any] = table.c[metric.end or ""]
     else:
-        end_column = _earliest([table.c[c] for c in metric.closed_by])
-        end_name = metric.closed_by[0]
-    start_name = metric.start or ""
+        end = _earliest([table.c[c] for c in metric.closed_by])
     empty_only = set.intersection(*(_emptiness_only(m) for m, _ in members))
-    timestamps = {start_name, *metric.closed_by, metric.end or ""}
+    timestamps = {metric.start or "", *metric.closed_by, metric.end or ""}
     wanted = sorted({f for m, _ in members for f in m.required_fields()})
     names = [f for f in wanted if f not in timestamps]
     columns: list[ColumnElement[Any]] = []
@@ -474,28 +482,65 @@ def grouped_interval_family(
         if name in empty_only:
             column = case((column.is_(None), null()), else_=literal("1"))
         columns.append(column.label(name))
-    start_bucket = _bucket(table.c[start_name], bounds).label("_start")
-    end_bucket = _bucket(end_column, bounds).label("_end")
     windows = [interval_window(conn, table, m, periods) for m, periods in members]
-    query = (
-        select(func.count().label(WEIGHT), start_bucket, end_bucket, *columns)
-        .where(table.c.deleted_at.is_(None), or_(*windows))
+    positions = (
+        select(
+            func.count().label("_n"),
+            _bucket(start, bounds).label("_start"),
+            _bucket(end, bounds).label("_end"),
+            *columns,
+        )
+        .where(table.c.deleted_at.is_(None), start.is_not(None), or_(*windows))
         .group_by(*_positions(2 + len(columns)))
+        .subquery("positions")
     )
+    fields = [positions.c[name] for name in names]
+    index = {moment: k for k, moment in enumerate(bounds)}
+    groups: dict[tuple[Any, ...], tuple[dict[str, Any], dict[Part, float]]] = {}
+    for first in range(0, len(parts), MAX_PARTS):  # a long recompute's weeks: several reads
+        chunk = parts[first : first + MAX_PARTS]
+        sums = [
+            func.sum(case((_placed(part, positions.c, index), positions.c._n), else_=0))
+            for part in chunk
+        ]
+        query = select(*fields, *sums).group_by(*fields)
+        for row in conn.execute(query):
+            key = tuple(row[: len(fields)])
+            _, placed = groups.setdefault(key, (dict(zip(names, key, strict=True)), {}))
+            # PostgreSQL sums a bigint as numeric: counts come back as Decimal
+            placed.update(zip(chunk, map(int, row[len(fields) :]), strict=True))
+    return [
+        value
+        for m, periods in members
+        for value in evaluate_interval_parts(m, groups.values(), periods)
+    ]
 
-    def moment(k: int | None) -> datetime | None:
-        return None if k is None else (FAR_PAST if k == 0 else bounds[k - 1])
 
-    rows = []
-    for row in conn.execute(query):
-        record = dict(row._mapping)
-        record[start_name] = moment(record.pop("_start"))
-        ended = moment(record.pop("_end"))
-        for name in metric.closed_by:
-            record[name] = None
-        record[end_name] = ended
-        rows.append(record)
-    return [value for m, periods in members for value in evaluate_interval(m, rows, periods)]
+def _moments(part: Part) -> list[datetime]:
+    if part[0] in ("open at", "open and aged"):
+        return list(part[1:])
+    period: Period = part[1]
+    return [period.start, period.end]
+
+
+def _placed(part: Part, c: Any, index: dict[datetime, int]) -> Any:
+    """The condition a position group meets to count in ``part`` (``mapping.stock.part_names``).
+
+    A timestamp in bucket k lies in [bounds[k-1], bounds[k]): it is before bounds[j]
+    exactly when k <= j, and at or after it when k > j."""
+    name = part[0]
+    if name in ("open at", "open and aged"):
+        before, still_open = index[part[1]], index[part[-1]]
+        return and_(c._start <= before, or_(c._end.is_(None), c._end > still_open))
+    period: Period = part[1]
+    lo, hi = index[period.start], index[period.end]
+    started = and_(c._start > lo, c._start <= hi)
+    ended = and_(c._end > lo, c._end <= hi)
+    if name == "started":
+        return started
+    if name == "ended":
+        return ended
+    return or_(started, ended)
 
 
 def population_sql(metric: MetricSpec) -> ColumnElement[bool] | None:

@@ -75,9 +75,7 @@ def evaluate_interval(
     """Values of a stock or flow metric for every period, in ``all`` and each breakdown."""
     population = metric.population()
     exclusions = metric.exclusions()
-    numerators: dict[tuple[Period, str], float] = defaultdict(float)
-    denominators: dict[tuple[Period, str], float] = defaultdict(float)
-    excluded: dict[tuple[Period, str], Counter[str]] = defaultdict(Counter)
+    totals = _Totals()
     for row in rows:
         start = row.get(metric.start or "")
         if start is None or not population.matches(row):
@@ -87,18 +85,89 @@ def evaluate_interval(
         weight = row.get(WEIGHT, 1)
         for period in periods:
             part = place(metric, row, period, start)
-            if part is None:
+            if part is not None:
+                totals.add(period, dims, reason, part[0] * weight, part[1] * weight, weight)
+    return totals.values(metric, periods)
+
+
+def part_names(metric: MetricSpec, period: Period) -> tuple[Part, Part, Part]:
+    """What the database sums for a metric's period, per group of records with the same
+    fields: (numerator, denominator, records taking part), as ``place`` decides them."""
+    if metric.kind == "flow_ratio":
+        return ("started", period), ("ended", period), ("started or ended", period)
+    opened: Part = ("open at", period.end)
+    if metric.kind == "stock":
+        return ("none", period.end), opened, opened
+    return (
+        ("open and aged", period.end - timedelta(days=metric.age_days or 0), period.end),
+        opened,
+        opened,
+    )
+
+
+Part = tuple[Any, ...]
+
+
+def evaluate_interval_parts(
+    metric: MetricSpec,
+    groups: Iterable[tuple[Mapping[str, Any], Mapping[Part, float]]],
+    periods: Sequence[Period],
+) -> list[MetricValue]:
+    """The values ``evaluate_interval`` gives, from records the database has grouped by
+    their fields and placed in the periods already (``part_names`` says what it summed)."""
+    population = metric.population()
+    exclusions = metric.exclusions()
+    parts = [(period, part_names(metric, period)) for period in periods]
+    totals = _Totals()
+    for row, sums in groups:
+        if not population.matches(row):
+            continue
+        reason = next((name for name, rule in exclusions if rule.matches(row)), None)
+        dims = _dimensions(metric, row)
+        for period, (numerator, denominator, taking_part) in parts:
+            weight = int(sums.get(taking_part, 0))
+            if weight:
+                totals.add(
+                    period, dims, reason, sums.get(numerator, 0.0), sums[denominator], weight
+                )
+    return totals.values(metric, periods)
+
+
+class _Totals:
+    """Numerators, denominators and exclusions per (period, dimension)."""
+
+    def __init__(self) -> None:
+        self.numerators: dict[tuple[Period, str], float] = defaultdict(float)
+        self.denominators: dict[tuple[Period, str], float] = defaultdict(float)
+        self.excluded: dict[tuple[Period, str], Counter[str]] = defaultdict(Counter)
+
+    def add(
+        self,
+        period: Period,
+        dims: Sequence[str],
+        reason: str | None,
+        numerator: float,
+        denominator: float,
+        weight: int,
+    ) -> None:
+        for dim in dims:
+            if reason is not None:
+                self.excluded[(period, dim)][reason] += weight
                 continue
-            for dim in dims:
-                if reason is not None:
-                    excluded[(period, dim)][reason] += weight
-                    continue
-                numerators[(period, dim)] += part[0] * weight
-                denominators[(period, dim)] += part[1] * weight
-    keys = set(denominators) | set(numerators) | set(excluded) | {(p, ALL) for p in periods}
-    out = []
-    for period, dim in sorted(keys, key=lambda k: (k[0], k[1] != ALL, k[1])):
-        num, den = numerators.get((period, dim), 0.0), denominators.get((period, dim), 0.0)
-        drop = dict(excluded.get((period, dim), {}))
-        out.append(interval_value(metric, period, dim, num, den, drop))
-    return out
+            self.numerators[(period, dim)] += numerator
+            self.denominators[(period, dim)] += denominator
+
+    def values(self, metric: MetricSpec, periods: Sequence[Period]) -> list[MetricValue]:
+        keys = (
+            set(self.denominators)
+            | set(self.numerators)
+            | set(self.excluded)
+            | {(p, ALL) for p in periods}
+        )
+        out = []
+        for period, dim in sorted(keys, key=lambda k: (k[0], k[1] != ALL, k[1])):
+            num = self.numerators.get((period, dim), 0.0)
+            den = self.denominators.get((period, dim), 0.0)
+            drop = dict(self.excluded.get((period, dim), {}))
+            out.append(interval_value(metric, period, dim, num, den, drop))
+        return out

@@ -87,3 +87,34 @@ def test_stocks_sharing_a_scan_give_what_each_gives_alone(
     assert keyed(together) == keyed(alone)
     assert any(v.metric == "I4B" and v.n for v in together)
     assert {v.period.grain for v in together if v.metric == "I4B"} == {"week"}
+
+
+def test_stocks_over_more_periods_than_one_query_sums_read_them_in_several(
+    synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recompute over years of weeks needs more summed columns than one query should
+    carry: the stocks and flows read them in several queries and give the same values."""
+    config, engine = synced
+    year = parse_period("2025-07-01..2026-06-30", config.zone)
+    weeks = periods_between(year.start, year.end, "week", config.zone)
+    plan = {"I3": weeks, "I4": weeks, "I4B": weeks}
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    with engine.connect() as conn:
+        whole = compute(conn, config, plan)
+        monkeypatch.setattr(aggregate, "MAX_PARTS", 7)
+        sa.event.listen(engine, "before_cursor_execute", seen)
+        try:
+            chunked = compute(conn, config, plan)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", seen)
+
+    def keyed(values: list) -> dict:  # type: ignore[type-arg]
+        return {(v.metric, v.period, v.dimension): (v.value, v.n, v.exclusions) for v in values}
+
+    assert keyed(chunked) == keyed(whole)
+    assert sum("positions" in s for s in statements) > 20  # 53 weeks, 7 sums a query
+    assert any(v.n for v in whole if v.metric == "I4B")
