@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import FromClause
 
 from daemon.attribution_sql import attributed_source
+from daemon.computation_tables import span_for
 from daemon.derive import ATTRIBUTION_FIELDS, sla_record_sources
 from daemon.models import CANONICAL_TABLES, UTCDateTime
 from daemon.query_tuning import cohort_range, scan_column
@@ -91,8 +92,15 @@ def _emptiness_only(metric: MetricSpec) -> set[str]:
 class _Expressions:
     """SQL for the derived fields, mirroring daemon.derive row by row."""
 
-    def __init__(self, config: Config, table: FromClause, conn: Connection) -> None:
+    def __init__(
+        self,
+        config: Config,
+        table: FromClause,
+        conn: Connection,
+        scope: tuple[datetime, datetime] | None = None,
+    ) -> None:
         self.config = config
+        self.scope = scope  # the cohort range asked for: what attribution must cover
         self.table = table
         self.conn = conn
         self.joins: list[tuple[FromClause, ColumnElement[bool]]] = []
@@ -181,7 +189,7 @@ class _Expressions:
     def attributed(self) -> Any:
         """The incidents' attributions joined to the incident table (made once)."""
         if self._attributed is None:
-            self._attributed = attributed_source(self.conn, self.config)
+            self._attributed = attributed_source(self.conn, self.config, self.scope)
             t = self.table.c
             on = and_(
                 self._attributed.c.source == t.source,
@@ -194,7 +202,7 @@ class _Expressions:
         """Per change: the incidents attributed to it and their summed unit cost (made once)."""
         if self._caused is None:
             incidents = CANONICAL_TABLES["incident"]
-            inner = _Expressions(self.config, incidents, self.conn)
+            inner = _Expressions(self.config, incidents, self.conn, self.scope)
             attributed = inner.attributed()
             cost = func.coalesce(inner.unit_cost(), 0.0)  # its joins exist from here on
             source: FromClause = incidents  # attributed incidents only; tiers may be missing
@@ -280,7 +288,7 @@ def grouped_family(
     segment = case(*((cohort < b, i) for i, b in enumerate(bounds[1:])), else_=None)
     derived = set(KINDS[metric.record].derived)
     empty_only = set.intersection(*(_emptiness_only(m) for m in metrics))
-    expressions = _Expressions(config, table, conn)
+    expressions = _Expressions(config, table, conn, span_for(conn, bounds[0], bounds[-1]))
     duration = metric.kind == "duration"
     if duration and len(family) > 1:
         raise ValueError("a duration is grouped on its own: it carries each record's hours")

@@ -10,7 +10,8 @@ order), so it is worked out once per computation, not once per query
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -33,13 +34,22 @@ from daemon.models import CANONICAL_TABLES, UTCDateTime
 from daemon.settings import Config
 
 
-def attributed_source(conn: Connection, config: Config) -> Any:
+def attributed_source(
+    conn: Connection, config: Config, scope: tuple[datetime, datetime] | None = None
+) -> Any:
     """(source, incident, change, change_end) rows to join: the computation's temporary
-    table, filled on first use, or, outside a computation, the query itself."""
+    table, filled on first use, or, outside a computation, the query itself.
+
+    With ``scope`` (lo, hi) only the incidents a computation over [lo, hi) can ask about
+    are attributed (see ``attributions``): a sync's restatement of this year then never
+    works out the years before it."""
+    name = "itbsc_attributed"
+    if scope is not None:  # one table per scope a computation asks for (usually one)
+        name += "_" + hashlib.sha1(repr(scope).encode()).hexdigest()[:12]
     return shared(
         conn,
-        "itbsc_attributed",
-        lambda: attributions(config, conn.dialect.name),
+        name,
+        lambda: attributions(config, conn.dialect.name, scope),
         [
             Column("source", String(100)),
             Column("incident", String(200)),
@@ -50,8 +60,12 @@ def attributed_source(conn: Connection, config: Config) -> Any:
     )
 
 
-def attributions(config: Config, dialect: str) -> Select[Any] | CompoundSelect[Any]:
-    """(source, incident, change, change_end) for every attributed live incident.
+def attributions(
+    config: Config, dialect: str, scope: tuple[datetime, datetime] | None = None
+) -> Select[Any] | CompoundSelect[Any]:
+    """(source, incident, change, change_end) for every attributed live incident (with
+    ``scope`` (lo, hi): those resolved in it, or opened from lo to hi plus the window,
+    which holds every incident a change ending in it can be blamed for by the rule).
 
     The rule of ``mapping.attribution`` in SQL: an explicit ``caused_by`` link first
     (the change's end when it is an implemented change, else unknown); otherwise the
@@ -109,6 +123,7 @@ def attributions(config: Config, dialect: str) -> Select[Any] | CompoundSelect[A
             incident.c.caused_by.is_(None),
             incident.c.service.is_not(None),
             incident.c.opened_at.is_not(None),
+            *_in_scope(incident, scope, window),
         ),
     ).subquery("events")
     if dialect == "postgresql":
@@ -116,6 +131,18 @@ def attributions(config: Config, dialect: str) -> Select[Any] | CompoundSelect[A
     else:
         by_rule = _by_rule_one_pass(events, window)
     return union_all(explicit, by_rule)
+
+
+def _in_scope(
+    incident: Any, scope: tuple[datetime, datetime] | None, window: timedelta
+) -> list[Any]:
+    """Incidents a computation over ``scope`` can ask about: resolved in it (time to
+    restore), or opened in it or within the window after it (a change ending in it)."""
+    if scope is None:
+        return []
+    lo, hi = scope
+    opened, resolved = incident.c.opened_at, incident.c.resolved_at
+    return [or_(and_(opened >= lo, opened < hi + window), and_(resolved >= lo, resolved < hi))]
 
 
 def _by_rule_joined(events: Any, window: timedelta) -> Select[Any]:

@@ -11,29 +11,47 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Connection, Index, MetaData, Table, insert
 
 SCRATCH = "itbsc_computation_tables"  # key in Connection.info while a computation runs
+SPAN = "itbsc_computation_span"
 
 
 @contextmanager
-def computation_tables(conn: Connection) -> Iterator[None]:
+def computation_tables(
+    conn: Connection, span: tuple[datetime, datetime] | None = None
+) -> Iterator[None]:
     """Lets a computation keep temporary tables on ``conn`` and drops them when it ends
     (a nested computation, a composite's parts, shares the outer one's). On an error they
-    are left to the caller's rollback: a failed PostgreSQL transaction refuses the drop."""
+    are left to the caller's rollback: a failed PostgreSQL transaction refuses the drop.
+
+    ``span`` is the time the whole computation covers: a shared table built for it
+    serves every query of the computation (see ``span_for``)."""
     if SCRATCH in conn.info:
         yield
         return
     tables: dict[str, Table] = {}
     conn.info[SCRATCH] = tables
+    conn.info[SPAN] = span
     try:
         yield
     finally:
         conn.info.pop(SCRATCH, None)
+        conn.info.pop(SPAN, None)
     for name in tables:
         _drop(conn, name)
+
+
+def span_for(conn: Connection, lo: datetime, hi: datetime) -> tuple[datetime, datetime]:
+    """The span a shared table should cover for a query over [lo, hi): the computation's
+    whole span when it holds the query's, so one table serves every query."""
+    whole: tuple[datetime, datetime] | None = conn.info.get(SPAN)
+    if whole is not None and whole[0] <= lo and hi <= whole[1]:
+        return whole
+    return lo, hi
 
 
 def shared(

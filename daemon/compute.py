@@ -90,7 +90,9 @@ def compute(
 ) -> list[MetricValue]:
     """Evaluate each metric id over its periods, one query per (record kind, cohort) group."""
     tune(conn)
-    with computation_tables(conn):
+    every = [p for periods in plan.values() for p in periods]
+    span = (min(p.start for p in every), max(p.end for p in every)) if every else None
+    with computation_tables(conn, span):
         return _compute(conn, config, plan)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from daemon import aggregate, attribution_sql, db
+from daemon import aggregate, attribution_sql, db, store
 from daemon.compute import compute
 from daemon.models import CANONICAL_TABLES
 from daemon.query_tuning import cohort_range
@@ -87,10 +87,10 @@ def test_sqlite_reads_the_table_in_order_for_most_of_it_and_the_index_for_a_litt
 
 def _attributed_table_exists(conn: sa.Connection) -> bool:
     if conn.dialect.name == "postgresql":
-        found = "SELECT count(*) FROM pg_tables WHERE tablename = 'itbsc_attributed'"
+        found = "SELECT count(*) FROM pg_tables WHERE tablename LIKE :name"
     else:
-        found = "SELECT count(*) FROM sqlite_temp_master WHERE name = 'itbsc_attributed'"
-    return bool(conn.exec_driver_sql(found).scalar())
+        found = "SELECT count(*) FROM sqlite_temp_master WHERE name LIKE :name"
+    return bool(conn.execute(sa.text(found), {"name": "itbsc_attributed%"}).scalar())
 
 
 def test_attribution_is_worked_out_once_and_its_table_dropped(
@@ -105,9 +105,9 @@ def test_attribution_is_worked_out_once_and_its_table_dropped(
     built: list[str] = []
     original = attribution_sql.attributions
 
-    def counted(config: Config, dialect: str):  # type: ignore[no-untyped-def]
+    def counted(config: Config, dialect: str, scope=None):  # type: ignore[no-untyped-def]
         built.append(dialect)
-        return original(config, dialect)
+        return original(config, dialect, scope)
 
     monkeypatch.setattr(attribution_sql, "attributions", counted)
     with engine.connect() as conn:
@@ -120,6 +120,92 @@ def test_attribution_is_worked_out_once_and_its_table_dropped(
     ]
     assert any(v.metric == "I7" and v.n for v in first)
     assert any(v.metric == "I10" and v.n for v in first)
+
+
+def test_attribution_covers_only_what_the_computed_periods_can_ask_about(
+    synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quarter's change failure rate, failed-change cost and time to restore attribute
+    only the incidents that quarter can ask about (a sync's restatement never works out
+    past years), and give what the per-record path gives, which attributes every one:
+    an incident opened in the window after the quarter, blamed on a change that ended in
+    it, and one opened long before the quarter and restored in it."""
+    config, engine = synced
+    quarter = parse_period("2026-Q1", config.zone)
+    window = timedelta(hours=config.catalogue.attribution.window_hours)
+    hour = timedelta(hours=1)
+    last_change = quarter.end - 2 * hour  # the quarter's: blamed for what opens after it
+    old_change = quarter.start - timedelta(days=200)
+    changes = [
+        _change("CHG-EDGE", "svc-edge", last_change),
+        _change("CHG-OLD", "svc-old", old_change),
+    ]
+    incidents = [
+        _incident("INC-AFTER", "svc-edge", quarter.end + window - 3 * hour, None),
+        _incident("INC-LONG", "svc-old", old_change + hour, quarter.start + 5 * hour),
+    ]
+    with engine.begin() as conn:
+        store.write_canonical(conn, CANONICAL_TABLES["change"], changes)
+        store.write_canonical(conn, CANONICAL_TABLES["incident"], incidents)
+    sizes: list[int] = []
+    original = attribution_sql.attributions
+
+    def measured(config: Config, dialect: str, scope=None):  # type: ignore[no-untyped-def]
+        query = original(config, dialect, scope)
+        with engine.connect() as other:
+            sizes.append(len(other.execute(query).all()))
+        return query
+
+    plan = {"I7": [quarter], "F5": [quarter], "I10": [quarter]}
+    with engine.connect() as conn:
+        everything = len(conn.execute(original(config, conn.dialect.name)).all())
+        monkeypatch.setattr(attribution_sql, "attributions", measured)
+        grouped = compute(conn, config, plan)
+        monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
+        per_record = compute(conn, config, plan)
+    assert len(sizes) == 1 and 0 < sizes[0] < everything
+
+    def keyed(values: list) -> dict:  # type: ignore[type-arg]
+        return {(v.metric, v.dimension): (v.n, v.exclusions) for v in values}
+
+    assert keyed(grouped) == keyed(per_record)
+    for field in ("value", "numerator"):  # SQLite's julianday hours differ in the last digits
+        expected = {(v.metric, v.dimension): getattr(v, field) for v in per_record}
+        got = {(v.metric, v.dimension): getattr(v, field) for v in grouped}
+        assert got == pytest.approx(expected), field
+    by_key = {(v.metric, v.dimension): v for v in grouped}
+    assert by_key[("I10", "all")].n >= 1  # the long one: restored in the quarter
+    assert by_key[("I7", "all")].numerator >= 1  # the edge change caused the later one
+
+
+def _change(source_id: str, service: str, ended: datetime) -> dict[str, object]:
+    return {
+        "source": "snow",
+        "source_id": source_id,
+        "updated_at": ended,
+        "mapping_version": "test",
+        "state": "closed",
+        "type": "normal",
+        "service": service,
+        "work_end": ended,
+        "closed_at": ended,
+    }
+
+
+def _incident(
+    source_id: str, service: str, opened: datetime, resolved: datetime | None
+) -> dict[str, object]:
+    return {
+        "source": "snow",
+        "source_id": source_id,
+        "updated_at": opened,
+        "mapping_version": "test",
+        "state": "resolved" if resolved else "in_progress",
+        "priority": "P2",
+        "service": service,
+        "opened_at": opened,
+        "resolved_at": resolved,
+    }
 
 
 def test_a_failed_computation_does_not_break_the_next(
