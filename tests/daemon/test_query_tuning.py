@@ -244,8 +244,10 @@ def test_postgres_settings_last_only_for_the_computation(
         compute(conn, config, {"C1": [year]})
         assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
         assert conn.exec_driver_sql("SHOW work_mem").scalar() == "64MB"
+        assert conn.exec_driver_sql("SHOW enable_sort").scalar() == "off"
         conn.commit()
         assert conn.exec_driver_sql("SHOW work_mem").scalar() == default
+        assert conn.exec_driver_sql("SHOW enable_sort").scalar() == "on"
 
 
 def test_grouped_sla_attainment_reads_no_cycle(
