@@ -89,6 +89,14 @@ def _emptiness_only(metric: MetricSpec) -> set[str]:
     return {field for field, ops in uses.items() if ops == {"is_null"} and field not in kept}
 
 
+def _emptiness_shared(metrics: Sequence[MetricSpec]) -> set[str]:
+    """Fields the metrics sharing a query read only for emptiness: a field one of them
+    reads by value is grouped by value; one the others do not read at all is not."""
+    empty = {f for m in metrics for f in _emptiness_only(m)}
+    by_value = {f for m in metrics for f in m.required_fields() if f not in _emptiness_only(m)}
+    return empty - by_value
+
+
 class _Expressions:
     """SQL for the derived fields, mirroring daemon.derive row by row."""
 
@@ -249,13 +257,39 @@ def families(
 
     Sharing a scan is what makes a million records cheap; it stays cheap while the
     fields grouped by are few-valued (codes, flags, counts, tiers). So metrics share a
-    query when they group by the same many-valued fields (assignment group, agent ...);
-    durations keep their own (they carry each record's hours)."""
-    out: dict[Any, list[tuple[MetricSpec, Sequence[Period]]]] = {}
+    query when they group by the same many-valued fields (assignment group, agent ...).
+    A family holds at most one duration (its hours are listed per group), and only when
+    no other member reads the duration's start or end, which its groups stand in for."""
+    out: list[list[tuple[MetricSpec, Sequence[Period]]]] = []
+    by_key: dict[frozenset[str], list[list[tuple[MetricSpec, Sequence[Period]]]]] = {}
     for metric, periods in metrics:
-        key: Any = ("duration", metric.id) if metric.kind == "duration" else _wide(metric)
-        out.setdefault(key, []).append((metric, periods))
-    return list(out.values())
+        candidates = by_key.setdefault(_wide(metric), [])
+        family = next((f for f in candidates if _fits(f, metric)), None)
+        if family is None:
+            family = []
+            candidates.append(family)
+            out.append(family)
+        family.append((metric, periods))
+    return out
+
+
+def _fits(family: Sequence[tuple[MetricSpec, Sequence[Period]]], metric: MetricSpec) -> bool:
+    members = [m for m, _ in family]
+    durations = [m for m in members if m.kind == "duration"]
+    if metric.kind == "duration":
+        if durations:
+            return False
+        clock, others = _clock(metric), members
+    elif durations:
+        clock, others = _clock(durations[0]), [metric]
+    else:
+        return True
+    return not any(clock & set(m.required_fields()) for m in others)
+
+
+def _clock(duration: MetricSpec) -> set[str]:
+    """The fields a duration's groups stand in for (its cohort stays each group's own)."""
+    return {duration.start or "", duration.end or ""} - {duration.cohort}
 
 
 LOW_DERIVED = frozenset({"sla_met", "response_sla_met", "tier", "unit_cost"})
@@ -287,12 +321,13 @@ def grouped_family(
     cohort = table.c[metric.cohort]
     segment = case(*((cohort < b, i) for i, b in enumerate(bounds[1:])), else_=None)
     derived = set(KINDS[metric.record].derived)
-    empty_only = set.intersection(*(_emptiness_only(m) for m in metrics))
+    empty_only = _emptiness_shared(metrics)
     expressions = _Expressions(config, table, conn, span_for(conn, bounds[0], bounds[-1]))
-    duration = metric.kind == "duration"
-    if duration and len(family) > 1:
-        raise ValueError("a duration is grouped on its own: it carries each record's hours")
-    clock = {metric.start or "", metric.end or ""} if duration else set()
+    durations = [m for m in metrics if m.kind == "duration"]
+    if len(durations) > 1:
+        raise ValueError("a family holds one duration: it carries each record's hours")
+    timed = durations[0] if durations else None
+    clock = _clock(timed) if timed else set()
     wanted = sorted({f for m in metrics for f in m.required_fields()})
     names = [f for f in wanted if f != metric.cohort and f not in clock]
     columns: list[ColumnElement[Any]] = []
@@ -301,16 +336,12 @@ def grouped_family(
         if name in empty_only:  # derived ones too: an attributed change is tested, not shown
             column = case((column.is_(None), null()), else_=literal("1"))
         columns.append(column.label(name))
-    source: FromClause = table
-    for joined, on in expressions.joins:
-        source = source.outerjoin(joined, on)
-    labelled_segment = segment.label("_segment")
-    grouped: list[Any] = [labelled_segment, *columns]
+    grouped: list[Any] = [segment.label("_segment"), *columns]
     extra: list[Any] = []
-    if duration:
+    if timed is not None:  # before the joins are read: its start may need one (I10)
         start, end = (
             expressions.of(name) if name in derived else table.c[name]
-            for name in (metric.start or "", metric.end or "")
+            for name in (timed.start or "", timed.end or "")
         )
         status = case(
             (start.is_(None), "no start"),
@@ -320,6 +351,9 @@ def grouped_family(
         ).label("_status")
         grouped.append(status)
         extra.append(_hours_list(conn, start, end).label("_hours"))
+    source: FromClause = table
+    for joined, on in expressions.joins:
+        source = source.outerjoin(joined, on)
     query = (
         select(func.count().label("_n"), *grouped, *extra)
         .select_from(source)
@@ -330,8 +364,14 @@ def grouped_family(
         .group_by(*_positions(len(grouped)))
     )
     evaluations = [
-        Evaluation(m, periods, config.catalogue.calendar_choice(m)) for m, periods in family
+        Evaluation(m, periods, config.catalogue.calendar_choice(m))
+        for m, periods in family
+        if m is not timed
     ]
+    timing = next(
+        (Evaluation(m, p, config.catalogue.calendar_choice(m)) for m, p in family if m is timed),
+        None,
+    )
     starts = bounds[:-1]
     for row in conn.execute(query):
         record = dict(row._mapping)
@@ -341,17 +381,25 @@ def grouped_family(
             continue
         moment = starts[index]
         record[metric.cohort] = moment
-        if not duration:
+        if timing is None or timed is None:
             for evaluation in evaluations:
                 evaluation.add(record, weight)
             continue
         state, hours = record.pop("_status"), record.pop("_hours")
-        # A stand-in start and end that classify as this group's records did.
-        record[metric.start or ""] = None if state == "no start" else moment
-        after = moment - timedelta(seconds=1) if state == "reversed" else moment
-        record[metric.end or ""] = None if state == "no end" else after
-        evaluations[0].add(record, weight, _samples(hours) if state == "ok" else None)
-    return [value for evaluation in evaluations for value in evaluation.results()]
+        for evaluation in evaluations:  # none reads the duration's start or end
+            evaluation.add(record, weight)
+        # A stand-in start and end that classify as this group's records did; the cohort
+        # keeps the group's moment, so a reversed record stays in its period.
+        start_at, end_at = moment, moment
+        if state == "reversed" and timed.end == metric.cohort:
+            start_at = moment + timedelta(seconds=1)
+        elif state == "reversed":
+            end_at = moment - timedelta(seconds=1)
+        record[timed.start or ""] = None if state == "no start" else start_at
+        record[timed.end or ""] = None if state == "no end" else end_at
+        timing.add(record, weight, _samples(hours) if state == "ok" else None)
+    results = [value for evaluation in evaluations for value in evaluation.results()]
+    return results + (timing.results() if timing is not None else [])
 
 
 def _positions(count: int) -> list[Any]:
@@ -480,7 +528,7 @@ def grouped_interval_family(
         end: ColumnElement[Any] = table.c[metric.end or ""]
     else:
         end = _earliest([table.c[c] for c in metric.closed_by])
-    empty_only = set.intersection(*(_emptiness_only(m) for m, _ in members))
+    empty_only = _emptiness_shared([m for m, _ in members])
     timestamps = {metric.start or "", *metric.closed_by, metric.end or ""}
     wanted = sorted({f for m, _ in members for f in m.required_fields()})
     names = [f for f in wanted if f not in timestamps]

@@ -118,3 +118,30 @@ def test_stocks_over_more_periods_than_one_query_sums_read_them_in_several(
     assert keyed(chunked) == keyed(whole)
     assert sum("positions" in s for s in statements) > 20  # 53 weeks, 7 sums a query
     assert any(v.n for v in whole if v.metric == "I4B")
+
+
+def test_a_duration_shares_the_query_of_metrics_grouped_by_the_same_fields(
+    synced: tuple[Config, sa.Engine],
+) -> None:
+    """Time to resolve joins the reopen-rate family and time to restore the SLA family
+    (one sort of the table each on SQLite, not two); two durations never share a query,
+    nor does a duration with a metric reading its start."""
+    config, _ = synced
+    metrics = config.catalogue.by_id()
+    year = [parse_period("2026", config.zone)]
+
+    def grouped(ids: list[str]) -> list[list[str]]:
+        found = aggregate.families([(metrics[i], year) for i in ids])
+        return sorted(sorted(m.id for m, _ in f) for f in found)
+
+    shipped = ["C1", "C2", "C4", "I1", "I5", "L1", "I10", "F1", "F3", "L3"]
+    assert grouped(shipped) == [
+        ["C1", "C2", "F1", "F3", "I10", "L3"],
+        ["C4", "I1", "I5", "L1"],
+    ]
+    assert grouped(["I1", "I1"]) == [["I1"], ["I1"]]  # one duration a query
+    opened_reader = metrics["I1"].model_copy(update={"id": "X", "kind": "count"})
+    found = aggregate.families(
+        [(metrics["C4"], year), (metrics["I1"], year), (opened_reader, year)]
+    )
+    assert sorted(sorted(m.id for m, _ in f) for f in found) == [["C4", "I1"], ["X"]]
