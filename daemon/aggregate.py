@@ -264,7 +264,7 @@ def families(
     by_key: dict[frozenset[str], list[list[tuple[MetricSpec, Sequence[Period]]]]] = {}
     for metric, periods in metrics:
         candidates = by_key.setdefault(_wide(metric), [])
-        family = next((f for f in candidates if _fits(f, metric)), None)
+        family = next((f for f in candidates if _fits(f, metric, periods)), None)
         if family is None:
             family = []
             candidates.append(family)
@@ -273,9 +273,18 @@ def families(
     return out
 
 
-def _fits(family: Sequence[tuple[MetricSpec, Sequence[Period]]], metric: MetricSpec) -> bool:
+def _fits(
+    family: Sequence[tuple[MetricSpec, Sequence[Period]]],
+    metric: MetricSpec,
+    periods: Sequence[Period],
+) -> bool:
     members = [m for m, _ in family]
     durations = [m for m in members if m.kind == "duration"]
+    # A duration reading a year beside metrics that need a day's month (a sync's
+    # restatement) would make them read the year too: it keeps its own query.
+    timed = bool(durations) or metric.kind == "duration"
+    if timed and _span(periods) != _span([p for _, ps in family for p in ps]):
+        return False
     if metric.kind == "duration":
         if durations:
             return False
@@ -285,6 +294,10 @@ def _fits(family: Sequence[tuple[MetricSpec, Sequence[Period]]], metric: MetricS
     else:
         return True
     return not any(clock & set(m.required_fields()) for m in others)
+
+
+def _span(periods: Sequence[Period]) -> tuple[datetime, datetime] | None:
+    return (min(p.start for p in periods), max(p.end for p in periods)) if periods else None
 
 
 def _clock(duration: MetricSpec) -> set[str]:

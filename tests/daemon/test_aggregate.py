@@ -140,6 +140,9 @@ def test_a_duration_shares_the_query_of_metrics_grouped_by_the_same_fields(
         ["C4", "I1", "I5", "L1"],
     ]
     assert grouped(["I1", "I1"]) == [["I1"], ["I1"]]  # one duration a query
+    month = [parse_period("2026-03", config.zone)]  # a restatement: the month, not the year
+    apart = aggregate.families([(metrics["C4"], month), (metrics["I1"], year)])
+    assert sorted(sorted(m.id for m, _ in f) for f in apart) == [["C4"], ["I1"]]
     opened_reader = metrics["I1"].model_copy(update={"id": "X", "kind": "count"})
     found = aggregate.families(
         [(metrics["C4"], year), (metrics["I1"], year), (opened_reader, year)]
