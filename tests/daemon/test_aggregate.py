@@ -148,3 +148,45 @@ def test_a_duration_shares_the_query_of_metrics_grouped_by_the_same_fields(
         [(metrics["C4"], year), (metrics["I1"], year), (opened_reader, year)]
     )
     assert sorted(sorted(m.id for m, _ in f) for f in found) == [["C4", "I1"], ["X"]]
+
+
+def test_a_record_resolved_before_it_opened_is_excluded_in_its_own_period(
+    synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grouped path stands a group's start and end in for its records: a reversed
+    one must keep its resolution moment, or its exclusion lands in the month before."""
+    from datetime import timedelta
+
+    from daemon import store
+    from daemon.models import CANONICAL_TABLES
+
+    config, engine = synced
+    march, february = parse_period("2026-03", config.zone), parse_period("2026-02", config.zone)
+    resolved = march.start + timedelta(days=10)
+    reversed_incident = {
+        "source": "snow",
+        "source_id": "INC-REVERSED",
+        "updated_at": resolved,
+        "mapping_version": "test",
+        "state": "resolved",
+        "priority": "P3",
+        "assignment_group": "g-reversed",
+        "opened_at": resolved + timedelta(hours=3),
+        "resolved_at": resolved,
+    }
+    with engine.begin() as conn:
+        store.write_canonical(conn, CANONICAL_TABLES["incident"], [reversed_incident])
+    plan = {"I1": [february, march], "C4": [february, march]}
+    with engine.connect() as conn:
+        grouped = compute(conn, config, plan)
+        monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
+        per_record = compute(conn, config, plan)
+
+    def keyed(values: list) -> dict:  # type: ignore[type-arg]
+        return {(v.metric, v.period, v.dimension): (v.n, v.exclusions) for v in values}
+
+    assert keyed(grouped) == keyed(per_record)
+    reason = "resolved_at before opened_at"
+    i1 = {(v.period, v.dimension): v for v in grouped if v.metric == "I1"}
+    assert i1[(march, "assignment_group=g-reversed")].exclusions == {reason: 1}
+    assert reason not in i1[(february, "all")].exclusions
