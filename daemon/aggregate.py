@@ -481,13 +481,6 @@ def _bucket(column: ColumnElement[Any], bounds: Sequence[datetime]) -> ColumnEle
     )
 
 
-def grouped_interval_values(
-    conn: Connection, metric: MetricSpec, periods: Sequence[Period]
-) -> list[MetricValue]:
-    """A stock or flow metric from records grouped by where their start and end fall."""
-    return grouped_interval_family(conn, [(metric, periods)])
-
-
 def interval_families(
     members: Sequence[tuple[MetricSpec, Sequence[Period]]],
 ) -> list[list[tuple[MetricSpec, Sequence[Period]]]]:
