@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -186,7 +186,8 @@ class StreamWriter:
         """Map records (fresh, or stored raw ones for ``itbsc recompute``) into canonical rows."""
         ids = [record_id for record_id, _, _ in records]
         mapped = self.mapper.map_page(records)
-        summarised: set[str] = set()  # incidents whose SLA summary this page changes
+        cycled: set[str] = set()  # incidents whose SLA cycles this page changes
+        written: set[str] = set()  # incidents this page writes
         for kind in self.kinds:
             table = CANONICAL_TABLES[kind]
             cohorts = self.affected.cohort_columns(kind)
@@ -197,7 +198,7 @@ class StreamWriter:
                 before = store.existing_values(conn, table, self.source, ids, wanted)
             else:
                 before = store.existing_children(conn, table, self.source, "task", ids, cohorts)
-                summarised.update(children)  # a parent's cycles are its own
+                cycled.update(children)  # a parent's cycles are its own
             self.affected.add_rows(kind, before)
             if linked:  # an incident moves its attributed change's periods, and back
                 moved = [*before, *mapped.rows[kind]]
@@ -211,11 +212,10 @@ class StreamWriter:
                 store.delete_stale_children(conn, table, self.source, "task", children)
             self.affected.add_rows(kind, mapped.rows[kind])
             if kind == "incident":
-                summarised.update(r["source_id"] for r in mapped.rows[kind])
+                written.update(r["source_id"] for r in mapped.rows[kind])
             elif kind == "sla":
-                summarised.update(r["task"] for r in (*before, *mapped.rows[kind]) if r.get("task"))
-        if summarised:
-            sla_summary.refresh(conn, self.source, summarised)
+                cycled.update(r["task"] for r in (*before, *mapped.rows[kind]) if r.get("task"))
+        self._cycles_changed(conn, cycled, written)
         for record_id, reason in mapped.skipped:
             if reason not in skipped:  # each reason once, with a record to look at
                 log.warning(
@@ -226,14 +226,6 @@ class StreamWriter:
                     reason=reason,
                 )
             skipped[reason] += 1
-        if self.sla_decides_incidents:
-            # An SLA cycle changes its incident's "SLA met": recompute the incident's periods.
-            tasks = sorted({r["task"] for r in mapped.rows["sla"] if r.get("task")})
-            incidents = CANONICAL_TABLES["incident"]
-            columns = self.affected.cohort_columns("incident")
-            self.affected.add_rows(
-                "incident", store.existing_values(conn, incidents, self.source, tasks, columns)
-            )
         if self.mark_dirty:
             self.affected.save(conn)
         return mapped.count() if self.mapper.primary else len(mapped.rows[self.kinds[0]])
@@ -249,8 +241,22 @@ class StreamWriter:
             self.affected.add_rows(kind, before)
             store.mark_deleted(conn, table, self.source, key, ids, stamp)
             if kind == "sla":  # the incidents lose these cycles
-                tasks = {r["task"] for r in before if r.get("task")}
-                sla_summary.refresh(conn, self.source, tasks)
+                self._cycles_changed(conn, {r["task"] for r in before if r.get("task")})
+
+    def _cycles_changed(
+        self, conn: Connection, tasks: set[str], written: Iterable[str] = ()
+    ) -> None:
+        """Refresh the SLA outcome kept on these incidents (and on those just written) and,
+        where the source takes "SLA met" from its cycles, restate the periods of the
+        incidents whose cycles changed, deleted ones included."""
+        every = {*tasks, *written}
+        if every:
+            sla_summary.refresh(conn, self.source, every)
+        if self.sla_decides_incidents and tasks:
+            incidents = CANONICAL_TABLES["incident"]
+            columns = self.affected.cohort_columns("incident")
+            found = store.existing_values(conn, incidents, self.source, sorted(tasks), columns)
+            self.affected.add_rows("incident", found)
 
 
 def _sync_stream(

@@ -90,6 +90,9 @@ def evaluate_interval(
     return totals.values(metric, periods)
 
 
+Part = tuple[Any, ...]  # what the database sums: a name and the moments it compares
+
+
 def part_names(metric: MetricSpec, period: Period) -> tuple[Part, Part, Part]:
     """What the database sums for a metric's period, per group of records with the same
     fields: (numerator, denominator, records taking part), as ``place`` decides them."""
@@ -103,9 +106,6 @@ def part_names(metric: MetricSpec, period: Period) -> tuple[Part, Part, Part]:
         opened,
         opened,
     )
-
-
-Part = tuple[Any, ...]
 
 
 def evaluate_interval_parts(
