@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -42,14 +43,44 @@ def alembic_config() -> AlembicConfig:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to head; a no-op when it is there already."""
+def upgrade(engine: Engine, busy_timeout_seconds: float = 30.0) -> None:
+    """Bring the schema to head in one transaction; a no-op when it is there already.
+
+    A process killed mid-upgrade leaves the schema as it was, so the next start migrates
+    again instead of finding half the tables created.
+    """
     if is_at_head(engine):
         return
     config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    migrating = _transactional_ddl(engine, busy_timeout_seconds)
+    try:
+        with migrating.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        if migrating is not engine:
+            migrating.dispose()
+
+
+def _transactional_ddl(engine: Engine, busy_timeout_seconds: float) -> Engine:
+    """An engine whose transactions hold DDL too. The sqlite3 driver commits each CREATE
+    on its own unless the transaction is begun explicitly; BEGIN IMMEDIATE also makes a
+    second process starting at the same moment wait, then find the schema at head."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return engine  # PostgreSQL's DDL is transactional; a memory database dies with us
+    migrating = create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={"timeout": busy_timeout_seconds, "isolation_level": None},
+    )
+    event.listen(migrating, "connect", partial(_sqlite_pragmas, busy_timeout_seconds))
+    event.listen(migrating, "begin", _begin_immediate)
+    return migrating
+
+
+def _begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_at_head(engine: Engine) -> bool:

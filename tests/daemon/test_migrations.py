@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
@@ -22,6 +24,35 @@ def test_upgrade_from_empty_then_no_drift(db_url: str) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"models differ from migrations: {diff}"
+    engine.dispose()
+
+
+class Interrupted(Exception):
+    """Stands in for a kill: the upgrade stops after some of its statements ran."""
+
+
+def test_an_upgrade_stopped_halfway_leaves_the_schema_as_it_was(db_url: str) -> None:
+    engine = db.create_db_engine(make_url(db_url))
+    created: list[str] = []
+
+    def stop_at_the_fourth_table(
+        _conn: object, _cursor: object, statement: str, *_: object
+    ) -> None:
+        if statement.lstrip().upper().startswith("CREATE TABLE"):
+            created.append(statement)
+            if len(created) == 4:
+                raise Interrupted
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", stop_at_the_fourth_table)
+    try:
+        with pytest.raises(Interrupted):
+            db.upgrade(engine)
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", stop_at_the_fourth_table)
+    assert len(created) == 4  # three tables were created before the stop
+    assert sa.inspect(engine).get_table_names() == []  # and none of them remains
+    db.upgrade(engine)  # the next start migrates from empty
+    assert db.is_at_head(engine)
     engine.dispose()
 
 
