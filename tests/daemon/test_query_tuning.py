@@ -245,9 +245,11 @@ def test_postgres_settings_last_only_for_the_computation(
         assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
         assert conn.exec_driver_sql("SHOW work_mem").scalar() == "64MB"
         assert conn.exec_driver_sql("SHOW enable_sort").scalar() == "off"
+        assert conn.exec_driver_sql("SHOW parallel_tuple_cost").scalar() == "0.01"
         conn.commit()
         assert conn.exec_driver_sql("SHOW work_mem").scalar() == default
         assert conn.exec_driver_sql("SHOW enable_sort").scalar() == "on"
+        assert conn.exec_driver_sql("SHOW parallel_tuple_cost").scalar() == "0.1"
 
 
 def test_grouped_sla_attainment_reads_no_cycle(
