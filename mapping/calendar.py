@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mapping.periods import ZoneName
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_COUNTED_DAYS = 40 * 366  # a running count longer than this: walk the days instead
 _SPAN = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -72,22 +73,31 @@ def _clock(spec_json: str) -> BusinessClock:
 
 
 class BusinessClock:
-    """Counts working seconds between two moments; working spans are cached per local day."""
+    """Counts working seconds between two moments.
+
+    Each moment is placed on one running count of working time (in microseconds, so
+    sums stay exact) and a duration is the difference of two counts: two lookups, not
+    a walk over every day between them. A median over a year of high-priority
+    incidents read 95,000 durations; walking their days took most of its time."""
 
     def __init__(self, spec: CalendarSpec) -> None:
         self.name = spec.name
         self._zone = ZoneInfo(spec.zone)
         self._week = [_spans(spec.hours[d]) if d in spec.hours else [] for d in WEEKDAYS]
         self._holidays = frozenset(spec.holidays)
-        self._days: dict[date, list[tuple[datetime, datetime]]] = {}
+        self._days: dict[date, list[tuple[datetime, datetime, int]]] = {}
+        self._first: date | None = None  # the running count starts at this local day
+        self._before: list[int] = []  # working microseconds before each day from _first
 
-    def _working(self, day: date) -> list[tuple[datetime, datetime]]:
+    def _working(self, day: date) -> list[tuple[datetime, datetime, int]]:
+        """The day's working spans in UTC, each with its length in microseconds."""
         spans = self._days.get(day)
         if spans is None:
             spans = []
             if day not in self._holidays:
                 for start, end in self._week[day.weekday()]:
-                    spans.append((self._at(day, start), self._at(day, end)))
+                    lo, hi = self._at(day, start), self._at(day, end)
+                    spans.append((lo, hi, _microseconds(hi - lo)))
             self._days[day] = spans
         return spans
 
@@ -96,24 +106,75 @@ class BusinessClock:
         local = datetime.combine(day, time(seconds // 3600, seconds % 3600 // 60), self._zone)
         return local.astimezone(UTC)
 
+    def _count_before(self, day: date) -> int | None:
+        """Working microseconds from the start of the count to the start of ``day`` (None
+        when counting that far would cover more than ``MAX_COUNTED_DAYS``)."""
+        first = self._first
+        if first is None or not 0 <= (day - first).days < len(self._before):
+            if not self._extend(day):
+                return None
+            first = self._first
+        assert first is not None
+        return self._before[(day - first).days]
+
+    def _extend(self, day: date) -> bool:
+        """Cover ``day`` and the year either side (a computation's moments cluster)."""
+        lo = day - timedelta(days=366)
+        hi = day + timedelta(days=366)
+        if self._first is not None:
+            lo = min(lo, self._first)
+            hi = max(hi, self._first + timedelta(days=len(self._before) - 1))
+        if (hi - lo).days >= MAX_COUNTED_DAYS:
+            return False
+        before, total = [], 0
+        for offset in range((hi - lo).days + 1):
+            before.append(total)
+            total += sum(length for _, _, length in self._working(lo + timedelta(days=offset)))
+        self._first, self._before = lo, before
+        return True
+
+    def _count(self, moment: datetime) -> int | None:
+        """Working microseconds from the start of the count to ``moment``."""
+        day = moment.astimezone(self._zone).date()
+        total = self._count_before(day)
+        if total is None:
+            return None
+        for start, end, length in self._working(day):
+            if moment >= end:
+                total += length
+            else:
+                if moment > start:
+                    total += _microseconds(moment - start)
+                break
+        return total
+
     def seconds(self, start: datetime, end: datetime) -> float:
         """Working seconds in [start, end); 0 when end is not after start."""
         if end <= start:
             return 0.0
-        first = start.astimezone(self._zone).date()
-        last = end.astimezone(self._zone).date()
-        total = 0.0
-        day = first
+        began, ended = self._count(start), self._count(end)
+        if began is None or ended is None:  # a moment decades from the others
+            return self._walk(start, end)
+        return (ended - began) / 1_000_000
+
+    def _walk(self, start: datetime, end: datetime) -> float:
+        """Working seconds in [start, end), day by day."""
+        total = 0
+        day, last = start.astimezone(self._zone).date(), end.astimezone(self._zone).date()
         while day <= last:
-            for span_start, span_end in self._working(day):
+            for span_start, span_end, _ in self._working(day):
                 lo, hi = max(span_start, start), min(span_end, end)
                 if hi > lo:
-                    total += (hi - lo).total_seconds()
+                    total += _microseconds(hi - lo)
             day += timedelta(days=1)
-        return total
+        return total / 1_000_000
 
     def hours(self, start: datetime, end: datetime) -> float:
         return self.seconds(start, end) / 3600
+
+
+def _microseconds(span: timedelta) -> int:
+    return (span.days * 86400 + span.seconds) * 1_000_000 + span.microseconds
 
 
 class CalendarChoice:

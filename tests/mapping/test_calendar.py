@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from mapping.calendar import CalendarChoice, CalendarSpec
+from mapping.calendar import WEEKDAYS, CalendarChoice, CalendarSpec
 
 AMS = ZoneInfo("Europe/Amsterdam")
 WEEKDAYS_8_18 = dict.fromkeys(("mon", "tue", "wed", "thu", "fri"), "08:00-18:00")
@@ -89,3 +91,76 @@ def test_the_group_calendar_applies_unless_the_metric_names_one() -> None:
 def test_bad_hours_are_refused_with_what_is_wrong(hours: dict[str, str], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         CalendarSpec(name="bad", hours=hours)
+
+
+def walked_seconds(spec: CalendarSpec, start: datetime, end: datetime) -> float:
+    """The definition, day by day: each local day's working spans overlapped with the range."""
+    zone = ZoneInfo(spec.zone)
+    total = timedelta(0)
+    day, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+    while day <= last:
+        text = spec.hours.get(WEEKDAYS[day.weekday()])
+        if text and day not in spec.holidays:
+            for part in text.split(","):
+                begin, finish = (t.strip() for t in part.split("-"))
+                lo = datetime.combine(day, time.fromisoformat(begin), zone)
+                if finish == "24:00":
+                    hi = datetime.combine(day + timedelta(days=1), time(0), zone)
+                else:
+                    hi = datetime.combine(day, time.fromisoformat(finish), zone)
+                lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)  # elapsed, not wall, time
+                overlap = min(hi, end) - max(lo, start)
+                total += max(overlap, timedelta(0))
+        day += timedelta(days=1)
+    return total.total_seconds()
+
+
+CALENDARS = [
+    office(holidays=["2026-12-25", "2027-01-01"]),
+    CalendarSpec(
+        name="split",
+        zone="America/New_York",
+        hours={"mon": "08:00-12:00,13:00-17:00", "sat": "10:00-24:00"},
+    ),
+    CalendarSpec(
+        name="24x7",
+        zone="Europe/Amsterdam",
+        hours=dict.fromkeys(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "00:00-24:00"),
+    ),
+]
+MOMENTS = st.datetimes(
+    min_value=datetime(2025, 1, 1), max_value=datetime(2028, 1, 1), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    calendar=st.sampled_from(CALENDARS),
+    start=MOMENTS,
+    end=MOMENTS,
+)
+def test_working_time_is_the_overlap_with_each_days_hours(
+    calendar: CalendarSpec, start: datetime, end: datetime
+) -> None:
+    expected = walked_seconds(calendar, start, end) if end > start else 0.0
+    assert calendar.clock().seconds(start, end) == pytest.approx(expected, abs=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(calendar=st.sampled_from(CALENDARS), moments=st.lists(MOMENTS, min_size=3, max_size=3))
+def test_working_time_adds_up_over_consecutive_ranges(
+    calendar: CalendarSpec, moments: list[datetime]
+) -> None:
+    a, b, c = sorted(moments)
+    clock = calendar.clock()
+    assert clock.seconds(a, b) + clock.seconds(b, c) == pytest.approx(clock.seconds(a, c), abs=1e-6)
+
+
+def test_moments_decades_apart_are_counted_as_near_ones_are() -> None:
+    clock = office().clock()
+    clock.hours(local(2026, 5, 11, 9), local(2026, 5, 11, 10))  # the count starts near 2026
+    start, end = local(1931, 5, 11, 9), local(1931, 5, 12, 9)  # Monday to Tuesday
+    assert clock.hours(start, end) == 10.0
+    assert clock.hours(local(1931, 5, 11, 9), local(2026, 5, 11, 10)) == pytest.approx(
+        walked_seconds(office(), local(1931, 5, 11, 9), local(2026, 5, 11, 10)) / 3600
+    )
