@@ -386,21 +386,27 @@ def grouped_family(
         None,
     )
     starts = bounds[:-1]
+    # A group's fate is decided once for all its periods, for the metrics whose filters
+    # read neither the cohort nor the duration's stand-ins (which vary by period).
+    moving = {metric.cohort, *clock}
+    memo = [not (moving & _deciding_fields(e.metric)) for e in evaluations]
+    timing_memo = timing is not None and not (moving & _deciding_fields(timing.metric))
     for row in conn.execute(query):
         record = dict(row._mapping)
         index = record.pop("_segment")
         weight = record.pop("_n")
         if index is None:
             continue
+        hours = record.pop("_hours", None)
+        fields = tuple(record.values())  # every field read but the cohort and the clock
         moment = starts[index]
         record[metric.cohort] = moment
+        for evaluation, memoised in zip(evaluations, memo, strict=True):
+            # none reads the duration's start or end
+            evaluation.add(record, weight, fate_key=fields if memoised else None)
         if timing is None or timed is None:
-            for evaluation in evaluations:
-                evaluation.add(record, weight)
             continue
-        state, hours = record.pop("_status"), record.pop("_hours")
-        for evaluation in evaluations:  # none reads the duration's start or end
-            evaluation.add(record, weight)
+        state = record.pop("_status")
         # A stand-in start and end that classify as this group's records did; the cohort
         # keeps the group's moment, so a reversed record stays in its period.
         start_at, end_at = moment, moment
@@ -410,9 +416,17 @@ def grouped_family(
             end_at = moment - timedelta(seconds=1)
         record[timed.start or ""] = None if state == "no start" else start_at
         record[timed.end or ""] = None if state == "no end" else end_at
-        timing.add(record, weight, _samples(hours) if state == "ok" else None)
+        samples = _samples(hours) if state == "ok" else None
+        timing.add(record, weight, samples, fate_key=fields if timing_memo else None)
     results = [value for evaluation in evaluations for value in evaluation.results()]
     return results + (timing.results() if timing is not None else [])
+
+
+def _deciding_fields(metric: MetricSpec) -> set[str]:
+    """The fields a record's fate reads: its filters' fields, its value and what it counts."""
+    filters = [metric.population(), metric.numerator_filter(), *(f for _, f in metric.exclusions())]
+    tested = {condition.field for f in filters for condition in f.conditions}
+    return tested | {name for name in (metric.value, metric.per) if name}
 
 
 def _positions(count: int) -> list[Any]:

@@ -14,7 +14,7 @@ import math
 import statistics
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -107,6 +107,9 @@ STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
 }
 
 
+_OUTSIDE = object()  # a fate: the row is not in the metric's population
+
+
 class _PeriodIndex:
     """Finds the periods holding a moment with one bisect per grain; periods are small ints."""
 
@@ -176,20 +179,38 @@ class Evaluation:
         self._sampled = metric.kind in ("duration", "sum")
         self._groups: dict[tuple[tuple[int, ...], tuple[str, ...], str | None, bool, Any], _Group]
         self._groups = {}
+        self._fates: dict[Hashable, Any] = {}  # classify's fate_key -> _fate's answer
 
-    def classify(self, row: Mapping[str, Any]) -> Outcome | None:
+    def classify(self, row: Mapping[str, Any], fate_key: Hashable = None) -> Outcome | None:
         """What ``row`` contributes, or None when it falls in no requested period or population.
 
         The one place a record's fate is decided: evaluation and ``explain`` both use it,
-        so the records an explanation lists always reproduce the value.
+        so the records an explanation lists always reproduce the value. Rows given the
+        same ``fate_key`` differ only in their cohort moment (the database grouped them
+        by every other field read), so their fate past the periods is decided once.
         """
-        metric = self.metric
-        moment = row.get(metric.cohort)
+        moment = row.get(self.metric.cohort)
         if moment is None:
             return None
         found = self._index.find(moment)
-        if not found or not self._population.matches(row):
+        if not found:
             return None
+        fate = self._fates.get(fate_key) if fate_key is not None else None
+        if fate is None:
+            fate = self._fate(row)
+            if fate_key is not None:
+                self._fates[fate_key] = fate
+        if fate is _OUTSIDE:
+            return None
+        dimensions, reason, hit, sample, per = fate
+        periods = tuple(self._index.periods[n] for n in found)
+        return Outcome(tuple(found), periods, dimensions, reason, hit, sample, per)
+
+    def _fate(self, row: Mapping[str, Any]) -> Any:
+        """Everything ``classify`` decides but the periods (``_OUTSIDE``: not in the population)."""
+        metric = self.metric
+        if not self._population.matches(row):
+            return _OUTSIDE
         reason = next((name for name, rule in self._exclusions if rule.matches(row)), None)
         sample: float | None = None
         per = None
@@ -202,15 +223,18 @@ class Evaluation:
             per = row.get(metric.per or "")
             reason = f"missing {metric.per}" if per is None else None
         hit = metric.kind == "ratio" and reason is None and self._numerator.matches(row)
-        periods = tuple(self._index.periods[n] for n in found)
-        return Outcome(tuple(found), periods, self._dimensions.of(row), reason, hit, sample, per)
+        return self._dimensions.of(row), reason, hit, sample, per
 
     def add(
-        self, row: Mapping[str, Any], weight: int = 1, samples: Sequence[float] | None = None
+        self,
+        row: Mapping[str, Any],
+        weight: int = 1,
+        samples: Sequence[float] | None = None,
+        fate_key: Hashable = None,
     ) -> None:
         """Count ``row`` (``weight`` identical rows: the database grouped them; for a duration,
         ``samples`` holds their hours, the row's own start and end only say they are valid)."""
-        outcome = self.classify(row)
+        outcome = self.classify(row, fate_key)
         if outcome is None:
             return
         found, reason, hit, sample = outcome.found, outcome.reason, outcome.hit, outcome.sample
