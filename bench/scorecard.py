@@ -49,7 +49,8 @@ def _sqlite_fill(engine: sa.Engine, n: int) -> None:
                    abs(random()) % 100000 AS h FROM s
             """
         )
-        ts = "strftime('%Y-%m-%d %H:%M:%f', {x}, 'unixepoch')"
+        # what SQLAlchemy stores: microseconds, 26 characters
+        ts = "strftime('%Y-%m-%d %H:%M:%S', {x}, 'unixepoch') || '.000000'"
         opened = f"{START_EPOCH} + t"
         resolved = f"{START_EPOCH} + t + (h * 9 + 600)"
         conn.exec_driver_sql(
@@ -124,7 +125,7 @@ def _sqlite_fill(engine: sa.Engine, n: int) -> None:
             """
             INSERT INTO itil_group (source, source_id, updated_at, mapping_version, name, tier,
                 tier_original)
-            SELECT 'snow', printf('group%02d', i - 1), '2025-01-01 00:00:00', 'bench',
+            SELECT 'snow', printf('group%02d', i - 1), '2025-01-01 00:00:00.000000', 'bench',
                 printf('Group %02d', i - 1),
                 CASE WHEN i <= 20 THEN 'L1' WHEN i <= 50 THEN 'L2' ELSE 'L3' END, 'x'
             FROM seq WHERE i <= 60
