@@ -12,8 +12,10 @@ Fields a filter only tests for emptiness (a problem link, say) are grouped by
 emptiness, not by value. Derived fields are computed in SQL here the same way
 ``daemon.derive`` computes them per row: SLA met from the cycles' summary kept on
 the incident row (``daemon.sla_summary``) or the flag,
-the tier of the resolving group, the unit cost valid at resolution. Metrics
-that need more (durations, attribution, SLA clocks) take the per-record path.
+the tier of the resolving group, the unit cost valid at resolution. A
+duration's groups carry their records' hours (wall clock), or their start and
+end moments for Python to count on the group's business calendar. SLA clocks
+run from configured goals take the per-record path.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import FromClause
 
 from daemon.attribution_sql import attributed_source
@@ -47,6 +50,7 @@ from daemon.derive import ATTRIBUTION_FIELDS, sla_record_sources
 from daemon.models import CANONICAL_TABLES, UTCDateTime
 from daemon.query_tuning import cohort_range, scan_column
 from daemon.settings import Config
+from mapping.calendar import BusinessClock
 from mapping.catalogue import MetricSpec
 from mapping.metrics import Evaluation, MetricValue
 from mapping.model import KINDS
@@ -66,10 +70,10 @@ def can_group(config: Config, metric: MetricSpec) -> bool:
     derived = set(metric.required_fields()) & set(KINDS[metric.record].derived)
     if metric.kind in INTERVAL_KINDS:
         return not derived
-    wall_clock = metric.kind == "duration" and metric.clock == "wall"
-    if metric.kind not in GROUPABLE_KINDS_WITH_VALUES and not wall_clock:
+    duration = metric.kind == "duration"
+    if metric.kind not in GROUPABLE_KINDS_WITH_VALUES and not duration:
         return False
-    if wall_clock and {metric.start, metric.end} & (derived - {"change_end"}):
+    if duration and {metric.start, metric.end} & (derived - {"change_end"}):
         return False
     if derived - SQL_DERIVED:
         return False
@@ -363,7 +367,10 @@ def grouped_family(
             else_="ok",
         ).label("_status")
         grouped.append(status)
-        extra.append(_hours_list(conn, start, end).label("_hours"))
+        if timed.clock == "business":  # the moments: hours are counted on a calendar
+            extra.append(_moments_list(conn, start, end).label("_moments"))
+        else:
+            extra.append(_hours_list(conn, start, end).label("_hours"))
     source: FromClause = table
     for joined, on in expressions.joins:
         source = source.outerjoin(joined, on)
@@ -376,6 +383,11 @@ def grouped_family(
         )
         .group_by(*_positions(len(grouped)))
     )
+    # A metric alone reads only its population, when SQL can say it (its exclusions are
+    # counted within it): high-priority time to restore reads a tenth of the incidents.
+    population = population_sql(metric) if len(metrics) == 1 else None
+    if population is not None:
+        query = query.where(population)
     evaluations = [
         Evaluation(m, periods, config.catalogue.calendar_choice(m))
         for m, periods in family
@@ -385,6 +397,7 @@ def grouped_family(
         (Evaluation(m, p, config.catalogue.calendar_choice(m)) for m, p in family if m is timed),
         None,
     )
+    calendars = config.catalogue.calendar_choice(timed) if timed is not None else None
     starts = bounds[:-1]
     # A group's fate is decided once for all its periods, for the metrics whose filters
     # read neither the cohort nor the duration's stand-ins (which vary by period).
@@ -398,6 +411,7 @@ def grouped_family(
         if index is None:
             continue
         hours = record.pop("_hours", None)
+        moments = record.pop("_moments", None)
         fields = tuple(record.values())  # every field read but the cohort and the clock
         moment = starts[index]
         record[metric.cohort] = moment
@@ -416,7 +430,12 @@ def grouped_family(
             end_at = moment - timedelta(seconds=1)
         record[timed.start or ""] = None if state == "no start" else start_at
         record[timed.end or ""] = None if state == "no end" else end_at
-        samples = _samples(hours) if state == "ok" else None
+        samples = None
+        if state == "ok" and moments is not None:
+            group_clock = calendars.for_row(record.get("assignment_group")) if calendars else None
+            samples = _business_hours(group_clock, moments) if group_clock else []
+        elif state == "ok":
+            samples = _samples(hours)
         timing.add(record, weight, samples, fate_key=fields if timing_memo else None)
     results = [value for evaluation in evaluations for value in evaluation.results()]
     return results + (timing.results() if timing is not None else [])
@@ -445,6 +464,30 @@ def _hours_list(
         return func.array_agg(hours)
     hours = (func.julianday(end) - func.julianday(start)) * 24.0
     return func.group_concat(hours)
+
+
+def _moments_list(
+    conn: Connection, start: ColumnElement[Any], end: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    """The records' (start, end) pairs, one aggregate per group (valid groups only)."""
+    if conn.dialect.name == "postgresql":
+        return func.array_agg(postgresql.array([start, end]))
+    return func.group_concat(start.op("||")(literal("|")).op("||")(end))
+
+
+def _business_hours(clock: BusinessClock, moments: Any) -> list[float]:
+    """Working hours of each (start, end) pair, on the group's calendar."""
+    if isinstance(moments, str):  # SQLite: "start|end,start|end,..." as stored
+        pairs = [pair.split("|") for pair in moments.split(",")]
+        return [
+            clock.hours(_utc(datetime.fromisoformat(a)), _utc(datetime.fromisoformat(b)))
+            for a, b in pairs
+        ]
+    return [clock.hours(_utc(a), _utc(b)) for a, b in moments]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _samples(hours: Any) -> list[float]:

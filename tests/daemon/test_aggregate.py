@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -42,6 +44,7 @@ def test_every_metric_equals_its_per_record_value(
         "I7",
         "F5",
         "I10",
+        "C6",
     } <= {m.id for m in groupable}
     # Every metric but manual ones: grouped, population-selected and per-record paths alike.
     plan = {m.id: periods for m in config.catalogue.metric if not m.manual}
@@ -190,3 +193,44 @@ def test_a_record_resolved_before_it_opened_is_excluded_in_its_own_period(
     i1 = {(v.period, v.dimension): v for v in grouped if v.metric == "I1"}
     assert i1[(march, "assignment_group=g-reversed")].exclusions == {reason: 1}
     assert reason not in i1[(february, "all")].exclusions
+
+
+def test_business_hours_grouped_run_on_each_groups_calendar(
+    synced: tuple[Config, sa.Engine], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C6 counts business hours per record on its group's calendar, grouped or not: a
+    round-the-clock group's incidents must count their nights and weekends."""
+    from daemon.models import CANONICAL_TABLES
+    from daemon.settings import load_config
+
+    config, engine = synced
+    table = CANONICAL_TABLES["incident"]
+    with engine.connect() as conn:
+        busiest = conn.execute(
+            sa.select(table.c.assignment_group)
+            .where(table.c.priority.in_(["P1", "P2"]), table.c.resolved_at.is_not(None))
+            .group_by(table.c.assignment_group)
+            .order_by(sa.func.count().desc(), table.c.assignment_group)
+            .limit(1)
+        ).scalar_one()
+    catalogue = tmp_path / "metrics.toml"
+    text = catalogue.read_text(encoding="utf-8")
+    assert "\nby_group = {}\n" in text
+    catalogue.write_text(
+        text.replace("\nby_group = {}\n", f'\nby_group = {{ "{busiest}" = "24x7" }}\n')
+    )
+    by_group = load_config(tmp_path / "itbsc.toml", need_source_secrets=False)
+    year = parse_period("2025-07-01..2026-06-30", config.zone)
+    plan = {"C6": [year, *periods_between(year.start, year.end, "quarter", config.zone)]}
+    with engine.connect() as conn:
+        office = {(v.period, v.dimension): v for v in compute(conn, config, plan)}
+        grouped = {(v.period, v.dimension): v for v in compute(conn, by_group, plan)}
+        monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
+        per_record = {(v.period, v.dimension): v for v in compute(conn, by_group, plan)}
+    assert grouped.keys() == per_record.keys()
+    for key, value in grouped.items():
+        assert (value.n, value.exclusions) == (per_record[key].n, per_record[key].exclusions), key
+        assert value.value == pytest.approx(per_record[key].value), key
+        assert value.numerator == pytest.approx(per_record[key].numerator), key
+    # the group's nights and weekends now count: more hours in all
+    assert grouped[(year, "all")].numerator > office[(year, "all")].numerator
