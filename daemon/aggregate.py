@@ -86,8 +86,7 @@ def can_group(config: Config, metric: MetricSpec) -> bool:
 def _emptiness_only(metric: MetricSpec) -> set[str]:
     """Fields read only by ``is_null`` conditions: grouped by emptiness, not value."""
     uses: dict[str, set[str]] = {}
-    filters = [metric.population(), metric.numerator_filter(), *(f for _, f in metric.exclusions())]
-    for condition in (c for f in filters for c in f.conditions):
+    for condition in _conditions(metric):
         uses.setdefault(condition.field, set()).add(condition.op)
     kept = {metric.cohort, *metric.breakdowns, metric.value or "", metric.per or ""}
     return {field for field, ops in uses.items() if ops == {"is_null"} and field not in kept}
@@ -393,11 +392,8 @@ def grouped_family(
         for m, periods in family
         if m is not timed
     ]
-    timing = next(
-        (Evaluation(m, p, config.catalogue.calendar_choice(m)) for m, p in family if m is timed),
-        None,
-    )
     calendars = config.catalogue.calendar_choice(timed) if timed is not None else None
+    timing = next((Evaluation(m, p, calendars) for m, p in family if m is timed), None)
     starts = bounds[:-1]
     # A group's fate is decided once for all its periods, for the metrics whose filters
     # read neither the cohort nor the duration's stand-ins (which vary by period).
@@ -443,9 +439,14 @@ def grouped_family(
 
 def _deciding_fields(metric: MetricSpec) -> set[str]:
     """The fields a record's fate reads: its filters' fields, its value and what it counts."""
-    filters = [metric.population(), metric.numerator_filter(), *(f for _, f in metric.exclusions())]
-    tested = {condition.field for f in filters for condition in f.conditions}
+    tested = {condition.field for condition in _conditions(metric)}
     return tested | {name for name in (metric.value, metric.per) if name}
+
+
+def _conditions(metric: MetricSpec) -> list[Any]:
+    """Every condition of the metric's population, numerator and exclusions."""
+    filters = [metric.population(), metric.numerator_filter(), *(f for _, f in metric.exclusions())]
+    return [condition for f in filters for condition in f.conditions]
 
 
 def _positions(count: int) -> list[Any]:

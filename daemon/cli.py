@@ -119,7 +119,7 @@ def _engine(config: Config) -> Engine:
         engine = db.create_db_engine(
             config.database_url, config.settings.database.busy_timeout_seconds
         )
-        db.upgrade(engine)
+        db.upgrade(engine, config.settings.database.busy_timeout_seconds)
     except SQLAlchemyError as exc:
         _database_failed(config, exc)
     return engine

@@ -272,7 +272,7 @@ class Service:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        db.upgrade(self.engine)
+        db.upgrade(self.engine, self.config.settings.database.busy_timeout_seconds)
         daemon = self.config.settings.daemon
         workers = max(2, 2 * len(self.config.settings.sources) + 1)
         self._scheduler = BackgroundScheduler(
