@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import FromClause
+from sqlalchemy.sql.sqltypes import NullType
 
 from daemon.attribution_sql import attributed_source
 from daemon.computation_tables import span_for
@@ -471,8 +472,8 @@ def _moments_list(
     conn: Connection, start: ColumnElement[Any], end: ColumnElement[Any]
 ) -> ColumnElement[Any]:
     """The records' (start, end) pairs, one aggregate per group (valid groups only)."""
-    if conn.dialect.name == "postgresql":
-        return func.array_agg(postgresql.array([start, end]))
+    if conn.dialect.name == "postgresql":  # as the driver returns them: no per-item typing
+        return type_coerce(func.array_agg(postgresql.array([start, end])), NullType())
     return func.group_concat(start.op("||")(literal("|")).op("||")(end))
 
 

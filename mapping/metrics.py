@@ -100,6 +100,7 @@ def _percentile(samples: Sequence[float], q: float) -> float:
     return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
 
 
+ORDER_STATISTICS = frozenset({"median", "p90"})  # computed from the sorted samples
 STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
     "median": statistics.median,
     "mean": statistics.fmean,
@@ -295,6 +296,12 @@ class Evaluation:
                         excluded[key][reason] += group.count
                     else:
                         members[key].append(group)
+        if self.metric.statistic in ORDER_STATISTICS:
+            # Each group's samples sorted once: a bucket's sort then merges ready runs,
+            # and a group lands in a bucket per period and dimension.
+            for group in self._groups.values():
+                if len(group.samples) > 1:
+                    group.samples = array("d", sorted(group.samples))
         out = []
         keys = set(members) | set(excluded) | {(p, ALL) for p in periods}
         for period, dimension in sorted(keys, key=lambda k: (k[0], k[1] != ALL, k[1])):
