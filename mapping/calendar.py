@@ -86,8 +86,9 @@ class BusinessClock:
         self._week = [_spans(spec.hours[d]) if d in spec.hours else [] for d in WEEKDAYS]
         self._holidays = frozenset(spec.holidays)
         self._days: dict[date, list[tuple[datetime, datetime, int]]] = {}
-        self._first: date | None = None  # the running count starts at this local day
-        self._before: list[int] = []  # working microseconds before each day from _first
+        # (first local day, working microseconds before each day from it): replaced whole,
+        # never changed in place, as the clock is shared by every thread's computations
+        self._count_table: tuple[date, list[int]] | None = None
 
     def _working(self, day: date) -> list[tuple[datetime, datetime, int]]:
         """The day's working spans in UTC, each with its length in microseconds."""
@@ -109,29 +110,32 @@ class BusinessClock:
     def _count_before(self, day: date) -> int | None:
         """Working microseconds from the start of the count to the start of ``day`` (None
         when counting that far would cover more than ``MAX_COUNTED_DAYS``)."""
-        first = self._first
-        if first is None or not 0 <= (day - first).days < len(self._before):
-            if not self._extend(day):
+        table = self._count_table
+        if table is None or not 0 <= (day - table[0]).days < len(table[1]):
+            table = self._extend(day, table)
+            if table is None:
                 return None
-            first = self._first
-        assert first is not None
-        return self._before[(day - first).days]
+        first, before = table
+        return before[(day - first).days]
 
-    def _extend(self, day: date) -> bool:
-        """Cover ``day`` and the year either side (a computation's moments cluster)."""
+    def _extend(
+        self, day: date, table: tuple[date, list[int]] | None
+    ) -> tuple[date, list[int]] | None:
+        """A count covering ``table``'s days, ``day`` and the year either side of it (a
+        computation's moments cluster); None when that would exceed ``MAX_COUNTED_DAYS``."""
         lo = day - timedelta(days=366)
         hi = day + timedelta(days=366)
-        if self._first is not None:
-            lo = min(lo, self._first)
-            hi = max(hi, self._first + timedelta(days=len(self._before) - 1))
+        if table is not None:
+            lo = min(lo, table[0])
+            hi = max(hi, table[0] + timedelta(days=len(table[1]) - 1))
         if (hi - lo).days >= MAX_COUNTED_DAYS:
-            return False
+            return None
         before, total = [], 0
         for offset in range((hi - lo).days + 1):
             before.append(total)
             total += sum(length for _, _, length in self._working(lo + timedelta(days=offset)))
-        self._first, self._before = lo, before
-        return True
+        self._count_table = (lo, before)
+        return self._count_table
 
     def _count(self, moment: datetime) -> int | None:
         """Working microseconds from the start of the count to ``moment``."""
