@@ -45,7 +45,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.sqltypes import NullType
 
-from daemon.attribution_sql import attributed_source
+from daemon import attribution_store
+from daemon.attribution_sql import attributed_source, in_scope
 from daemon.computation_tables import span_for
 from daemon.derive import ATTRIBUTION_FIELDS, sla_record_sources
 from daemon.models import CANONICAL_TABLES, UTCDateTime
@@ -119,6 +120,7 @@ class _Expressions:
         self._tier: ColumnElement[Any] | None = None
         self._attributed: Any = None
         self._caused: Any = None
+        self._kept: bool | None = None
 
     def sla(self, name: str) -> ColumnElement[Any]:
         """Met / not met / None from the source's cycles, or the incident's own flag."""
@@ -198,6 +200,12 @@ class _Expressions:
             return type_coerce(null(), Float())
         return type_coerce(case(*branches, else_=null()), Float())
 
+    def kept(self) -> bool:
+        """Whether the incidents' kept attributions are current (else: worked out in SQL)."""
+        if self._kept is None:
+            self._kept = attribution_store.is_current(self.conn, self.config)
+        return self._kept
+
     def attributed(self) -> Any:
         """The incidents' attributions joined to the incident table (made once)."""
         if self._attributed is None:
@@ -210,27 +218,45 @@ class _Expressions:
             self.joins.append((self._attributed, on))
         return self._attributed
 
+    def attribution(self, name: str) -> ColumnElement[Any]:
+        """An incident's attributed change or its end: kept on its row when current."""
+        t = self.table.c
+        if name == "attributed_change":
+            column = t.attributed_change if self.kept() else self.attributed().c.change
+            return type_coerce(column, String())
+        column = t.attributed_change_end if self.kept() else self.attributed().c.change_end
+        return type_coerce(column, UTCDateTime())
+
     def caused(self) -> Any:
         """Per change: the incidents attributed to it and their summed unit cost (made once)."""
         if self._caused is None:
             incidents = CANONICAL_TABLES["incident"]
             inner = _Expressions(self.config, incidents, self.conn, self.scope)
-            attributed = inner.attributed()
+            change = inner.attribution("attributed_change")
             cost = func.coalesce(inner.unit_cost(), 0.0)  # its joins exist from here on
             source: FromClause = incidents  # attributed incidents only; tiers may be missing
+            attributed = inner._attributed
             for joined, on in inner.joins:
                 inner_join = joined is attributed
                 source = source.join(joined, on) if inner_join else source.outerjoin(joined, on)
+            where: list[ColumnElement[bool]] = [
+                incidents.c.deleted_at.is_(None),
+                change.is_not(None),
+            ]
+            if self.scope is not None and attributed is None:  # what the SQL's scope holds
+                window = timedelta(hours=self.config.catalogue.attribution.window_hours)
+                reach = in_scope(incidents, self.scope, window)
+                where.append(or_(incidents.c.caused_by.is_not(None), *reach))
             self._caused = (
                 select(
                     incidents.c.source,
-                    attributed.c.change,
+                    change.label("change"),
                     func.count().label("incidents"),
                     func.sum(cost).label("cost"),
                 )
                 .select_from(source)
-                .where(incidents.c.deleted_at.is_(None))
-                .group_by(incidents.c.source, attributed.c.change)
+                .where(*where)
+                .group_by(incidents.c.source, change)
                 .subquery("caused")
             )
             t = self.table.c
@@ -243,10 +269,8 @@ class _Expressions:
             return self.sla(name)
         if name == "tier":
             return self.tier()
-        if name == "attributed_change":
-            return type_coerce(self.attributed().c.change, String())
-        if name == "change_end":
-            return type_coerce(self.attributed().c.change_end, UTCDateTime())
+        if name in ("attributed_change", "change_end"):
+            return self.attribution(name)
         if name == "caused_incidents":
             return type_coerce(func.coalesce(self.caused().c.incidents, 0), Integer())
         if name == "caused_incident_cost":

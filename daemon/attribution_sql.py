@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     CompoundSelect,
     Connection,
     Integer,
@@ -64,11 +65,15 @@ def attributed_source(
 
 
 def attributions(
-    config: Config, dialect: str, scope: tuple[datetime, datetime] | None = None
+    config: Config,
+    dialect: str,
+    scope: tuple[datetime, datetime] | None = None,
+    only: ColumnElement[bool] | None = None,
 ) -> Select[Any] | CompoundSelect[Any]:
     """(source, incident, change, change_end) for every attributed live incident (with
     ``scope`` (lo, hi): those resolved in it, or opened from lo to hi plus the window,
-    which holds every incident a change ending in it can be blamed for by the rule).
+    which holds every incident a change ending in it can be blamed for by the rule; with
+    ``only``, a condition on the incident table: the incidents it holds).
 
     The rule of ``mapping.attribution`` in SQL: an explicit ``caused_by`` link first
     (the change's end when it is an implemented change, else unknown); otherwise the
@@ -103,6 +108,8 @@ def attributions(
         )
         .where(incident.c.deleted_at.is_(None), incident.c.caused_by.is_not(None))
     )
+    if only is not None:
+        explicit = explicit.where(only)
     if not window:
         return explicit
     changes = (
@@ -127,14 +134,15 @@ def attributions(
             incident.c.caused_by.is_(None),
             incident.c.service.is_not(None),
             incident.c.opened_at.is_not(None),
-            *_in_scope(incident, scope, window),
+            *in_scope(incident, scope, window),
+            *([only] if only is not None else []),
         )
         .subquery("incidents")
     )
     return union_all(explicit, _by_rule(changes, incidents, window, dialect))
 
 
-def _in_scope(
+def in_scope(
     incident: Any, scope: tuple[datetime, datetime] | None, window: timedelta
 ) -> list[Any]:
     """Incidents a computation over ``scope`` can ask about: resolved in it (time to

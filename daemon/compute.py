@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, select
 
-from daemon import aggregate, locks, rollup, store
+from daemon import aggregate, attribution_store, locks, rollup, store
 from daemon.computation_tables import computation_tables
 from daemon.derive import Deriver, stored_columns
 from daemon.models import CANONICAL_TABLES
@@ -263,6 +263,7 @@ def recompute(
             store.clear_dirty(conn, days)
         else:
             store.clear_dirty(conn, store.dirty_days(conn))
+        attribution_store.refresh(conn, config)  # what the writes since the last one moved
         plan: dict[str, list[Period]] = {}
         for metric in config.catalogue.record_metrics():
             touched = list(days) if days is not None else _all_days(conn, config, metric)

@@ -328,24 +328,38 @@ def attribution_moments(
                     day += timedelta(days=1)
                 yield opened
     elif kind == "change":
-        ids = [r["source_id"] for r in rows if r.get("source_id")]
         table = CANONICAL_TABLES["incident"]
-        clauses: list[ColumnElement[bool]] = [table.c.caused_by.in_(ids)] if ids else []
-        for row in rows:
-            ended = row.get("work_end") or row.get("closed_at")
-            if row.get("service") and ended is not None and window:
-                clauses.append(
-                    and_(
-                        table.c.service == row["service"],
-                        table.c.opened_at >= ended,
-                        table.c.opened_at <= ended + window,
-                    )
-                )
-        for start in range(0, len(clauses), 200):
+        clauses = incidents_reached(config, rows)
+        for start in range(0, len(clauses), CLAUSES_PER_QUERY):
             query = select(table.c.resolved_at).where(
                 table.c.source == source,
                 table.c.resolved_at.is_not(None),
-                or_(*clauses[start : start + 200]),
+                or_(*clauses[start : start + CLAUSES_PER_QUERY]),
             )
             for found in conn.execute(query):
                 yield found[0]
+
+
+CLAUSES_PER_QUERY = 200
+
+
+def incidents_reached(config: Config, changes: Iterable[Row]) -> list[ColumnElement[bool]]:
+    """Conditions on the incident table that hold the incidents these changes (as stored
+    before a write, or as written) can be attributed: those linked to one, and those opened
+    on a change's service in the window after it ended."""
+    window = timedelta(hours=config.catalogue.attribution.window_hours)
+    changes = list(changes)
+    table = CANONICAL_TABLES["incident"]
+    ids = sorted({r["source_id"] for r in changes if r.get("source_id")})
+    clauses: list[ColumnElement[bool]] = [table.c.caused_by.in_(ids)] if ids else []
+    for row in changes:
+        ended = row.get("work_end") or row.get("closed_at")
+        if row.get("service") and ended is not None and window:
+            clauses.append(
+                and_(
+                    table.c.service == row["service"],
+                    table.c.opened_at >= ended,
+                    table.c.opened_at <= ended + window,
+                )
+            )
+    return clauses

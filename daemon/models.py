@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,12 +82,23 @@ class RawRecord(Base):
     deleted_at: Mapped[datetime | None]
 
 
-# What a record's other records say about it, kept on its row as syncs write them (never
-# mapped from a source): an incident's SLA cycles, 1 when a live cycle of the type was
-# breached, 0 when none was, empty when it has none (daemon.sla_summary keeps them).
-KEPT_SUMMARIES: dict[str, tuple[str, ...]] = {
-    "incident": ("sla_resolution_breach", "sla_response_breach"),
-}
+def kept_columns(kind: str) -> list[Column[Any]]:
+    """What a record's other records say about it, kept on its row as syncs write them
+    (never mapped from a source), so no computation joins those records.
+
+    An incident's SLA cycles (``daemon.sla_summary``): 1 when a live cycle of the type was
+    breached, 0 when none was, empty when it has none. The change it is attributed to and
+    that change's end (``daemon.attribution_store``), with whether they are current: a
+    write that may move them clears the flag, and the next restatement works them out."""
+    if kind != "incident":
+        return []
+    return [
+        Column("sla_resolution_breach", Integer(), nullable=True),
+        Column("sla_response_breach", Integer(), nullable=True),
+        Column("attributed_change", String(200), nullable=True),
+        Column("attributed_change_end", UTCDateTime(), nullable=True),
+        Column("attribution_current", Boolean(), nullable=False, server_default=false()),
+    ]
 
 
 def canonical_table(schema: KindSchema, metadata: MetaData) -> Table:
@@ -118,7 +130,7 @@ def canonical_table(schema: KindSchema, metadata: MetaData) -> Table:
             Column(col, types[schema.type_of(col) or "str"], nullable=True)
             for col in schema.columns()
         ),
-        *(Column(col, Integer(), nullable=True) for col in KEPT_SUMMARIES.get(schema.name, ())),
+        *kept_columns(schema.name),
         UniqueConstraint("source", "source_id"),
     )
 
@@ -148,6 +160,25 @@ Index(
     ),
 )
 itil_incident = CANONICAL_TABLES["incident"]
+# The incidents whose attribution a write has made stale: what a restatement works out.
+Index(
+    "ix_itil_incident_attribution_stale",
+    itil_incident.c.source,
+    itil_incident.c.source_id,
+    postgresql_where=~itil_incident.c.attribution_current,
+    sqlite_where=~itil_incident.c.attribution_current,
+)
+
+
+class KeptRule(Base):
+    """The rule a kept fact was worked out under (the attribution window, say): when the
+    configuration's rule differs, every kept value of that fact is stale."""
+
+    __tablename__ = "kept_rule"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(300))
+    kept_at: Mapped[datetime]
 
 
 class SyncState(Base):

@@ -140,8 +140,14 @@ def mark_deleted(
     )
 
 
+# Facts kept on a row that its own write may move: worked out again by the next restatement
+# (an incident's attributed change: ``daemon.attribution_store``).
+STALE_AFTER_WRITE: dict[str, dict[str, Any]] = {"itil_incident": {"attribution_current": False}}
+
+
 def write_canonical(conn: Connection, table: Table, records: Sequence[CanonicalRecord]) -> None:
-    rows = [{**r, "deleted_at": None} for r in records]
+    stale = STALE_AFTER_WRITE.get(table.name, {})
+    rows = [{**r, "deleted_at": None, **stale} for r in records]
     upsert(conn, table, rows, ("source", "source_id"), only_if_not_older="updated_at")
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from connectors.base import Page, Source
 from connectors.errors import SourceError
 from connectors.registry import source_class
-from daemon import locks, sla_summary, store
+from daemon import attribution_store, locks, sla_summary, store
 from daemon.compute import AffectedDays, recompute_dirty
 from daemon.derive import (
     ATTRIBUTION_COLUMNS,
@@ -192,7 +192,10 @@ class StreamWriter:
             table = CANONICAL_TABLES[kind]
             cohorts = self.affected.cohort_columns(kind)
             children = mapped.children.get(kind)
-            linked = ATTRIBUTION_COLUMNS.get(kind, ()) if self.attribution else ()
+            # a change's are read whatever the metrics: the attribution kept on incidents
+            linked = (
+                ATTRIBUTION_COLUMNS.get(kind, ()) if self.attribution or kind == "change" else ()
+            )
             wanted = sorted({*cohorts, *linked, *(("task",) if kind == "sla" else ())})
             if children is None:  # the period a changed record leaves is recomputed too
                 before = store.existing_values(conn, table, self.source, ids, wanted)
@@ -200,8 +203,10 @@ class StreamWriter:
                 before = store.existing_children(conn, table, self.source, "task", ids, cohorts)
                 cycled.update(children)  # a parent's cycles are its own
             self.affected.add_rows(kind, before)
-            if linked:  # an incident moves its attributed change's periods, and back
-                moved = [*before, *mapped.rows[kind]]
+            moved = [*before, *mapped.rows[kind]]
+            if kind == "change":  # before the write: its old reach, and its new one
+                attribution_store.mark_reached(conn, self.config, self.source, moved)
+            if linked and self.attribution:  # an incident moves its change's periods, and back
                 self.affected.add_moments(
                     attribution_moments(conn, self.config, kind, self.source, moved)
                 )
@@ -237,8 +242,16 @@ class StreamWriter:
             cohorts = self.affected.cohort_columns(kind)
             key = "source_id" if kind not in {t.kind for t in self.mapper.expanding} else "task"
             columns = sorted({*cohorts, "task"}) if kind == "sla" else cohorts
+            if kind == "change":  # the incidents attributed to them lose their change
+                columns = sorted({*columns, *ATTRIBUTION_COLUMNS["change"]})
             before = store.existing_children(conn, table, self.source, key, ids, columns)
             self.affected.add_rows(kind, before)
+            if kind == "change":
+                attribution_store.mark_reached(conn, self.config, self.source, before)
+                if self.attribution:
+                    self.affected.add_moments(
+                        attribution_moments(conn, self.config, kind, self.source, before)
+                    )
             store.mark_deleted(conn, table, self.source, key, ids, stamp)
             if kind == "sla":  # the incidents lose these cycles
                 self._cycles_changed(conn, {r["task"] for r in before if r.get("task")})

@@ -31,7 +31,7 @@ def _moment(rng: random.Random) -> datetime:
     return moment
 
 
-def _rows(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def random_rows(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rng = random.Random(seed)
     base = {"source": "snow", "updated_at": T0, "mapping_version": "test"}
     changes = []
@@ -87,7 +87,7 @@ def test_sql_attribution_equals_the_rule_for_every_incident(
     assert config.catalogue.attribution.window_hours == window_hours
     engine = db.create_db_engine(make_url(db_url))
     db.upgrade(engine)
-    changes, incidents = _rows(seed=int(window_hours * 10))
+    changes, incidents = random_rows(seed=int(window_hours * 10))
     with engine.begin() as conn:
         conn.execute(sa.insert(CANONICAL_TABLES["change"]), changes)
         conn.execute(sa.insert(CANONICAL_TABLES["incident"]), incidents)
