@@ -57,9 +57,18 @@ def is_current(conn: Connection, config: Config) -> bool:
 
 def refresh(conn: Connection, config: Config) -> int:
     """Work out the stale incidents' attributions (every incident's when the rule changed)
-    and keep them; returns how many incidents were worked out."""
+    and keep them; returns how many incidents were worked out.
+
+    Give it a transaction of its own: it first shuts out other writes of incidents
+    (PostgreSQL: a table lock; SQLite: the database's write lock, taken by writing the
+    rule), so no write lands between reading the records and marking them current.
+    Those writes wait for it; a computation meanwhile works the attribution out in SQL."""
     incidents = CANONICAL_TABLES["incident"]
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE itil_incident IN SHARE ROW EXCLUSIVE MODE")
     everything = _kept_rule(conn) != rule(config)
+    kept = {"name": NAME, "rule": rule(config), "kept_at": store.now()}
+    store.upsert(conn, KEPT_RULES, [kept], ("name",))  # SQLite: the write lock, from here on
     chosen = None if everything else ~incidents.c.attribution_current
     if chosen is not None and not _any_stale(conn):
         return 0
@@ -96,9 +105,6 @@ def refresh(conn: Connection, config: Config) -> int:
                 attribution_current=True,
             )
         ).rowcount
-    store.upsert(
-        conn, KEPT_RULES, [{"name": NAME, "rule": rule(config), "kept_at": store.now()}], ("name",)
-    )
     return int(done)
 
 

@@ -257,13 +257,14 @@ def recompute(
 
     With ``roll_up`` (a sync's restatement) quarters and years of additive metrics are
     summed from their months where every month is stored current (``daemon.rollup``)."""
+    with engine.begin() as conn:  # what the writes since the last one moved: kept apart,
+        attribution_store.refresh(conn, config)  # as it shuts out writes while it runs
     with engine.begin() as conn:
         if days is not None:
             days = set(days)
             store.clear_dirty(conn, days)
         else:
             store.clear_dirty(conn, store.dirty_days(conn))
-        attribution_store.refresh(conn, config)  # what the writes since the last one moved
         plan: dict[str, list[Period]] = {}
         for metric in config.catalogue.record_metrics():
             touched = list(days) if days is not None else _all_days(conn, config, metric)

@@ -203,3 +203,30 @@ def test_syncs_keep_attributions_current_and_values_equal_the_rule(
         for values in (from_rows, in_sql):
             got = {(v.metric, v.period, v.dimension): getattr(v, field) for v in values}
             assert got == pytest.approx(expected), field
+
+
+def test_a_refresh_shuts_out_incident_writes_until_it_ends(db_url: str, tmp_path: Path) -> None:
+    """No incident can be written between the refresh reading the records and marking
+    them current (it would be marked current with what it did not read): a new incident
+    waits for the refresh's transaction, then goes in stale."""
+    config = _config(tmp_path, db_url, 12.0)
+    engine = db.create_db_engine(make_url(db_url), busy_timeout_seconds=0.2)
+    db.upgrade(engine)
+    changes, incidents = random_rows(seed=3)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(CHANGES), changes)
+        conn.execute(sa.insert(INCIDENTS), incidents)
+    newcomer = {**incidents[0], "source_id": "inc-new", "service": "vpn"}
+    other = db.create_db_engine(make_url(db_url), busy_timeout_seconds=0.2)
+    with engine.begin() as conn:
+        assert attribution_store.refresh(conn, config) == len(incidents)
+        with pytest.raises(sa.exc.OperationalError), other.begin() as writer:
+            if writer.dialect.name == "postgresql":
+                writer.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
+            store.write_canonical(writer, INCIDENTS, [newcomer])
+    with other.begin() as writer:  # the refresh has ended: the write goes in, stale
+        store.write_canonical(writer, INCIDENTS, [newcomer])
+    with engine.connect() as conn:
+        assert not attribution_store.is_current(conn, config)
+    other.dispose()
+    engine.dispose()
