@@ -486,7 +486,8 @@ def _hours_list(
     """The records' hours from start to end, one aggregate per group (groups are kept
     apart by whether start and end are valid, so only valid groups' lists are read)."""
     if conn.dialect.name == "postgresql":
-        hours = func.extract("epoch", end - start) / 3600.0
+        # date_part is double precision; extract's numeric came back as a Decimal per record
+        hours = func.date_part("epoch", end - start) / 3600.0
         return func.array_agg(hours)
     hours = (func.julianday(end) - func.julianday(start)) * 24.0
     return func.group_concat(hours)
