@@ -33,7 +33,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_itil_incident_attribution_stale",
         "itil_incident",
-        ["source", "source_id"],
+        ["id"],
         postgresql_where=stale,
         sqlite_where=stale,
     )
