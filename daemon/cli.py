@@ -776,8 +776,14 @@ def explain_command(
     )
     for reason, count in sorted(data["exclusions"].items()):
         out.print(f"excluded by {reason!r}: {count}", highlight=False)
-    table = Table("source", "id", "number", data["cohort"], "part", "detail")
+    # In the reporting zone, as the periods are cut: a record resolved on 31 March at
+    # 23:30 UTC is April's in Amsterdam, and the table says so.
+    zone = config.zone
+    table = Table(
+        "source", "id", "number", f"{data['cohort']} ({data['timezone']})", "part", "detail"
+    )
     for record in data["records"][:limit]:
+        moment = datetime.fromisoformat(record[data["cohort"]]).astimezone(zone)
         detail = record["reason"] or (
             f"{record['sample']:.2f}" if record["sample"] is not None else ""
         )
@@ -785,7 +791,7 @@ def explain_command(
             record["source"],
             record["source_id"],
             record["number"] or "",
-            record[data["cohort"]][:19],
+            f"{moment:%Y-%m-%d %H:%M:%S}",
             record["part"],
             detail,
         )

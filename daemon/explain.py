@@ -50,6 +50,7 @@ def explanation_json(explanation: Explanation, config: Config) -> dict[str, Any]
         "unit": metric.unit,
         "record": metric.record,
         "cohort": cohort(metric),
+        "timezone": config.zone.key,  # the periods' zone; the records' moments are UTC
         "period": explanation.period.label,
         "dimension": explanation.dimension,
         "value": value.value,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,37 @@ def test_explain_cli_lists_the_tickets_as_json(synced: tuple[Config, sa.Engine])
         timeout=120,
     )
     assert unknown.returncode == 2 and "unknown metric 'Z9'" in unknown.stderr
+
+
+def test_explain_table_shows_each_record_in_the_reporting_zone(
+    synced: tuple[Config, sa.Engine],
+) -> None:
+    """Periods are cut in the reporting zone, so the table lists moments there: a record
+    resolved late on a UTC evening shows the next day's date, the one that placed it."""
+    config, _ = synced
+    env = {**os.environ, "ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD, "COLUMNS": "200"}
+    command = [sys.executable, "-m", "daemon.cli", "--config", str(config.path), "explain", "C1"]
+    command += ["--period", "2025-07-01..2026-06-30"]
+
+    def run(*extra: str) -> str:
+        done = subprocess.run(
+            [*command, *extra], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    data = json.loads(run("--format", "json"))
+    assert data["timezone"] == config.zone.key != "UTC"
+    moments = {r["number"]: datetime.fromisoformat(r["resolved_at"]) for r in data["records"]}
+    crossing = {
+        number: moment
+        for number, moment in moments.items()
+        if moment.astimezone(config.zone).date() != moment.date()
+    }
+    assert crossing  # late-evening resolutions, a day later in the reporting zone
+    table = run("--limit", str(len(moments)))
+    assert f"resolved_at ({config.zone.key})" in table
+    for number, moment in crossing.items():
+        (line,) = [line for line in table.splitlines() if f" {number} " in line]
+        assert f"{moment.astimezone(config.zone):%Y-%m-%d %H:%M:%S}" in line
+        assert f"{moment:%Y-%m-%d %H:%M}" not in line
