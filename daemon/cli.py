@@ -451,7 +451,8 @@ def recompute_command(
 def status_command(
     output: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """Per source and stream: last success, last run and its outcome, cursor, records stored."""
+    """Per source and stream: last success, last run and its outcome, records stored (the
+    cursor too with --format json)."""
     from daemon.status import daemons, status_rows
 
     config = _load(sources=False)
@@ -461,20 +462,23 @@ def status_command(
     if output == Format.json:
         out.print_json(data={"streams": rows, "daemons": services})
         return
-    table = Table(
-        "source",
-        "stream",
-        "last success (UTC)",
-        "last run",
-        "records",
-        "deleted",
-        "next run (UTC)",
-        "cursor",
-    )
+    # One line per stream on a 100-column terminal: times to the minute; the cursor (a
+    # source's keyset position, for debugging) is in the JSON.
+    table = Table(caption="times in UTC", caption_justify="left")
+    for name in ("source", "stream", "last success", "last run"):
+        table.add_column(name, no_wrap=True)
+    for name in ("records", "deleted"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("next run", no_wrap=True)
+    notes: list[str] = []
     for row in rows:
         last = row["last_run"]
-        run = f"{last['outcome']} {last['started_at'][:16]}" if last else "never"
-        success = (row["last_success_at"] or "never")[:19]
+        run = "never"
+        if last:  # its time only when it is not the last success's
+            run = last["outcome"]
+            if last["outcome"] != "succeeded":
+                run += f" {_minute(last['started_at'])}"
+        success = _minute(row["last_success_at"]) if row["last_success_at"] else "never"
         table.add_row(
             row["source"],
             row["stream"],
@@ -482,16 +486,18 @@ def status_command(
             run,
             str(row["records"]),
             str(row["deleted"]),
-            (row["next_run_at"] or "—")[:16],
-            json.dumps(row["cursor"]) if row["cursor"] else "—",
+            _minute(row["next_run_at"]) if row["next_run_at"] else "—",
         )
+        stream = f"{row['source']}/{row['stream']}"
         failure = row["last_failure"]
-        if failure:
-            line = f"last failure {failure['at'][:16]}: {failure['error'][:110]}"
-            table.add_row("", "", "", f"[red]{escape(line)}[/]", "", "", "", "")
+        if failure:  # below the table, whole: an error does not fit a column
+            line = f"{stream}: last failure {_minute(failure['at'])}: {failure['error'][:300]}"
+            notes.append(f"[red]{escape(line)}[/]")
         if row["locked_by"]:
-            table.add_row("", "", "", f"syncing now: {escape(row['locked_by'])}", "", "", "", "")
+            notes.append(f"{escape(stream)}: syncing now, {escape(row['locked_by'])}")
     out.print(table)
+    for note in notes:
+        out.print(note, highlight=False, soft_wrap=True)  # one line, whole, for grep
     if not services:
         out.print("no itbsc service running against this database", highlight=False)
     for service in services:
@@ -500,6 +506,11 @@ def status_command(
             f"service {service['holder']}: {state}, last heartbeat {service['beat_at'][:19]} UTC",
             highlight=False,
         )
+
+
+def _minute(moment: str) -> str:
+    """An ISO timestamp to the minute, as a terminal table shows it: 2026-11-29 05:12."""
+    return moment.replace("T", " ")[:16]
 
 
 @app.command("scorecard")

@@ -123,6 +123,24 @@ def test_status_json_reports_each_stream(synced: Path) -> None:
     assert row["cursor"]["sys_id"]
 
 
+def test_status_table_fits_a_terminal_and_gives_a_failure_whole(
+    synced: Path, snow: RunningSandbox
+) -> None:
+    """One line per stream within 100 columns; the error of a failed run below the table,
+    whole, and never the password."""
+    snow.instance.users.clear()
+    result = CliRunner().invoke(app, ["--config", str(synced), "resync"], env=ENV)
+    assert result.exit_code == 1
+    text = run(synced, "status")
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and max(len(line) for line in table) <= 100
+    (row,) = [line for line in table if "incident" in line]
+    assert "failed 20" in row and " 600 " in row  # the failed run's time; nothing lost
+    (note,) = [line for line in text.splitlines() if "last failure" in line]
+    assert note.startswith("snow/incident: last failure 20") and "HTTP 401" in note
+    assert SANDBOX_PASSWORD not in text
+
+
 def test_recompute_remaps_stored_records_without_refetching(
     synced: Path, snow: RunningSandbox
 ) -> None:
