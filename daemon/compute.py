@@ -6,11 +6,13 @@ Metrics that share a record kind and cohort share one query.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
+import structlog
 from sqlalchemy import Connection, Engine, select
 
 from daemon import aggregate, attribution_store, locks, rollup, store
@@ -24,6 +26,8 @@ from mapping.composite import combine
 from mapping.metrics import Evaluation, MetricValue
 from mapping.periods import Period, periods_between, same_period_last_year
 from mapping.stock import evaluate_interval
+
+log = structlog.get_logger("itbsc.compute")
 
 ROWS_PER_FETCH = 5000  # streamed from the database in batches (server-side cursor on PostgreSQL)
 RECOMPUTE_LOCK_WAIT = 600.0  # seconds another process's recompute may take before we give up
@@ -257,8 +261,15 @@ def recompute(
 
     With ``roll_up`` (a sync's restatement) quarters and years of additive metrics are
     summed from their months where every month is stored current (``daemon.rollup``)."""
+    began = time.monotonic()
     with engine.begin() as conn:  # what the writes since the last one moved: kept apart,
-        attribution_store.refresh(conn, config)  # as it shuts out writes while it runs
+        attributed = attribution_store.refresh(conn, config)  # as it shuts out writes
+    if attributed:
+        log.info(
+            "attributed changes worked out",
+            incidents=attributed,
+            seconds=round(time.monotonic() - began, 2),
+        )
     with engine.begin() as conn:
         if days is not None:
             days = set(days)
