@@ -405,7 +405,7 @@ def _rows(
             None,
         ),
         (
-            f"{name}: every incident's attributed change worked out and kept on its row",
+            f"{name}: attributed changes worked out, kept on rows",
             f"{result['kept_s']:.1f} s",
             "",
             None,
