@@ -242,16 +242,18 @@ class StreamWriter:
             cohorts = self.affected.cohort_columns(kind)
             key = "source_id" if kind not in {t.kind for t in self.mapper.expanding} else "task"
             columns = sorted({*cohorts, "task"}) if kind == "sla" else cohorts
-            if kind == "change":  # the incidents attributed to them lose their change
-                columns = sorted({*columns, *ATTRIBUTION_COLUMNS["change"]})
+            # A deleted change's incidents lose it; a deleted incident leaves its change's
+            # count (I7, F5): their periods are restated too.
+            linked = ATTRIBUTION_COLUMNS.get(kind, ())
+            columns = sorted({*columns, *linked})
             before = store.existing_children(conn, table, self.source, key, ids, columns)
             self.affected.add_rows(kind, before)
             if kind == "change":
                 attribution_store.mark_reached(conn, self.config, self.source, before)
-                if self.attribution:
-                    self.affected.add_moments(
-                        attribution_moments(conn, self.config, kind, self.source, before)
-                    )
+            if linked and self.attribution:
+                self.affected.add_moments(
+                    attribution_moments(conn, self.config, kind, self.source, before)
+                )
             store.mark_deleted(conn, table, self.source, key, ids, stamp)
             if kind == "sla":  # the incidents lose these cycles
                 self._cycles_changed(conn, {r["task"] for r in before if r.get("task")})

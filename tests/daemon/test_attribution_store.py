@@ -186,6 +186,34 @@ def test_syncs_keep_attributions_current_and_values_equal_the_rule(
     ends = [end for change, end in after.values() if change == gone["sys_id"]]
     assert ends and all(end is None for end in ends)
 
+    # An incident from another month is linked to the moved change, then deleted: the
+    # census restates the change's month of I7 and F5 without it.
+    local = end.replace(tzinfo=UTC).astimezone(config.zone)
+    month = parse_period(f"{local.year}-{local.month:02d}", config.zone)
+    far = next(
+        r
+        for r in snow.instance.records("incident")
+        if r["resolved_at"]
+        and not r["caused_by"]
+        and abs((datetime.strptime(r["opened_at"], "%Y-%m-%d %H:%M:%S") - end).days) > 70
+    )
+    snow.instance.update("incident", far["sys_id"], caused_by=moved["sys_id"])
+    assert resync(engine, config).ok
+    snow.instance.delete("incident", far["sys_id"])
+    (found,) = census(engine, config, stream="incident")
+    assert found.marked_deleted == 1
+    with engine.connect() as conn:
+        stored = {
+            (r["metric"], r["dimension"]): (r["numerator"], r["denominator"], r["n"])
+            for r in store.read_metric_values(conn, metrics=["I7", "F5"], grain="month")
+            if r["period"] == month.label
+        }
+        fresh = {
+            (v.metric, v.dimension): (v.numerator, v.denominator, v.n)
+            for v in compute(conn, config, {"I7": [month], "F5": [month]})
+        }
+    assert stored == fresh and fresh[("I7", "all")][2] > 0
+
     plan = _year(config)
     with engine.connect() as conn:
         from_rows = compute(conn, config, plan)
