@@ -22,7 +22,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from sqlalchemy import Column, Connection, String, Table, and_, exists, or_, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    String,
+    Table,
+    and_,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from daemon import store
 from daemon.attribution_sql import attributions
@@ -48,6 +59,20 @@ def _any_stale(conn: Connection) -> bool:
     incidents = CANONICAL_TABLES["incident"]
     stale = select(incidents.c.id).where(~incidents.c.attribution_current).limit(1)
     return conn.execute(stale).first() is not None
+
+
+def state(conn: Connection, config: Config) -> dict[str, Any]:
+    """For ``itbsc status``: the rule kept and the one configured, and how many incidents
+    wait for the next restatement (while any does, computations work it out in SQL)."""
+    incidents = CANONICAL_TABLES["incident"]
+    stale = select(func.count()).select_from(incidents).where(~incidents.c.attribution_current)
+    kept = _kept_rule(conn)
+    return {
+        "rule": kept,
+        "configured": rule(config),
+        "stale_incidents": int(conn.execute(stale).scalar_one()),
+        "current": kept == rule(config) and not _any_stale(conn),
+    }
 
 
 def is_current(conn: Connection, config: Config) -> bool:

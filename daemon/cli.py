@@ -453,14 +453,19 @@ def status_command(
 ) -> None:
     """Per source and stream: last success, last run and its outcome, records stored (the
     cursor too with --format json)."""
+    from daemon import attribution_store
     from daemon.status import daemons, status_rows
 
     config = _load(sources=False)
     engine = _engine(config)
     rows = status_rows(engine, config)
     services = daemons(engine, config)
+    with engine.connect() as conn:
+        attribution = attribution_store.state(conn, config)
     if output == Format.json:
-        out.print_json(data={"streams": rows, "daemons": services})
+        out.print_json(
+            data={"streams": rows, "daemons": services, "kept": {"attribution": attribution}}
+        )
         return
     # One line per stream on a 100-column terminal: times to the minute; the cursor (a
     # source's keyset position, for debugging) is in the JSON.
@@ -495,6 +500,13 @@ def status_command(
             notes.append(f"[red]{escape(line)}[/]")
         if row["locked_by"]:
             notes.append(f"{escape(stream)}: syncing now, {escape(row['locked_by'])}")
+    if not attribution["current"]:  # computations work it out meanwhile: slower, same values
+        why = (
+            f"{attribution['stale_incidents']} incident(s) written since"
+            if attribution["rule"] == attribution["configured"]
+            else f"the rule changed to {attribution['configured']}"
+        )
+        notes.append(f"attributed changes: {why}; the next restatement works them out")
     out.print(table)
     for note in notes:
         out.print(note, highlight=False, soft_wrap=True)  # one line, whole, for grep

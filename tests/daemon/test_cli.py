@@ -123,6 +123,22 @@ def test_status_json_reports_each_stream(synced: Path) -> None:
     assert row["cursor"]["sys_id"]
 
 
+def test_status_says_when_kept_attributions_wait_for_a_restatement(synced: Path) -> None:
+    kept = json.loads(run(synced, "status", "--format", "json"))["kept"]["attribution"]
+    assert kept["current"] and kept["stale_incidents"] == 0  # the sync's restatement did it
+    assert "attributed changes" not in run(synced, "status")
+    engine = sa.create_engine(f"sqlite:///{synced.parent / 'itbsc.db'}")
+    with engine.begin() as conn:  # as a sync page leaves them, before its restatement
+        conn.execute(sa.text("UPDATE itil_incident SET attribution_current = 0 WHERE rowid <= 3"))
+    engine.dispose()
+    kept = json.loads(run(synced, "status", "--format", "json"))["kept"]["attribution"]
+    assert not kept["current"] and kept["stale_incidents"] == 3
+    assert "attributed changes: 3 incident(s) written since" in run(synced, "status")
+    run(synced, "recompute")
+    kept = json.loads(run(synced, "status", "--format", "json"))["kept"]["attribution"]
+    assert kept["current"] and kept["stale_incidents"] == 0
+
+
 def test_status_table_fits_a_terminal_and_gives_a_failure_whole(
     synced: Path, snow: RunningSandbox
 ) -> None:
