@@ -148,6 +148,11 @@ def _year(config: Config) -> dict[str, list[Any]]:
     return dict.fromkeys(["I7", "F5", "I10"], months)
 
 
+def _sums(values: list[Any]) -> dict[Any, Any]:
+    """What a month of I7 or F5 adds up (unit costs are whole: exact on both paths)."""
+    return {(v.metric, v.dimension): (v.numerator, v.denominator, v.n) for v in values}
+
+
 def _keyed(values: list[Any]) -> dict[Any, Any]:
     return {(v.metric, v.period, v.dimension): (v.n, v.exclusions) for v in values}
 
@@ -199,6 +204,12 @@ def test_syncs_keep_attributions_current_and_values_equal_the_rule(
     )
     snow.instance.update("incident", far["sys_id"], caused_by=moved["sys_id"])
     assert resync(engine, config).ok
+    with engine.connect() as conn:  # the month's scope still holds a link from far away
+        assert attribution_store.is_current(conn, config)
+        linked_in = _sums(compute(conn, config, {"I7": [month], "F5": [month]}))
+        monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
+        assert linked_in == _sums(compute(conn, config, {"I7": [month], "F5": [month]}))
+        monkeypatch.undo()
     snow.instance.delete("incident", far["sys_id"])
     (found,) = census(engine, config, stream="incident")
     assert found.marked_deleted == 1

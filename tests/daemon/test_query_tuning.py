@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from daemon import aggregate, attribution_sql, db, store
+from daemon import aggregate, attribution_sql, attribution_store, db, store
 from daemon.compute import compute
 from daemon.models import CANONICAL_TABLES
 from daemon.query_tuning import cohort_range
@@ -160,22 +160,30 @@ def test_attribution_covers_only_what_the_computed_periods_can_ask_about(
         return query
 
     plan = {"I7": [quarter], "F5": [quarter], "I10": [quarter]}
+    can_group = aggregate.can_group
     with engine.connect() as conn:
         everything = len(conn.execute(original(config, conn.dialect.name)).all())
         monkeypatch.setattr(attribution_sql, "attributions", measured)
-        grouped = compute(conn, config, plan)
+        grouped = compute(conn, config, plan)  # the writes left the kept ones stale: SQL
         monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
         per_record = compute(conn, config, plan)
     assert len(sizes) == 1 and 0 < sizes[0] < everything
+    with engine.begin() as conn:  # kept on the rows, the same scope reads the same answer
+        attribution_store.refresh(conn, config)
+    monkeypatch.setattr(aggregate, "can_group", can_group)
+    with engine.connect() as conn:
+        assert attribution_store.is_current(conn, config)
+        kept = compute(conn, config, plan)
 
     def keyed(values: list) -> dict:  # type: ignore[type-arg]
         return {(v.metric, v.dimension): (v.n, v.exclusions) for v in values}
 
-    assert keyed(grouped) == keyed(per_record)
+    assert keyed(grouped) == keyed(per_record) == keyed(kept)
     for field in ("value", "numerator"):  # SQLite's julianday hours differ in the last digits
         expected = {(v.metric, v.dimension): getattr(v, field) for v in per_record}
-        got = {(v.metric, v.dimension): getattr(v, field) for v in grouped}
-        assert got == pytest.approx(expected), field
+        for values in (grouped, kept):
+            got = {(v.metric, v.dimension): getattr(v, field) for v in values}
+            assert got == pytest.approx(expected), field
     by_key = {(v.metric, v.dimension): v for v in grouped}
     assert by_key[("I10", "all")].n >= 1  # the long one: restored in the quarter
     assert by_key[("I7", "all")].numerator >= 1  # the edge change caused the later one
