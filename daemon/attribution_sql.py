@@ -54,14 +54,19 @@ def attributed_source(
         conn,
         name,
         lambda: attributions(config, conn.dialect.name, scope),
-        [
-            Column("source", String(100)),
-            Column("incident", String(200)),
-            Column("change", String(200)),
-            Column("change_end", UTCDateTime()),
-        ],
+        attribution_columns(),
         ("source", "incident"),
     )
+
+
+def attribution_columns() -> list[Column[Any]]:
+    """The columns of a table holding ``attributions`` rows (fresh: a Column joins one table)."""
+    return [
+        Column("source", String(100)),
+        Column("incident", String(200)),
+        Column("change", String(200)),
+        Column("change_end", UTCDateTime()),
+    ]
 
 
 def attributions(

@@ -23,9 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from sqlalchemy import (
-    Column,
     Connection,
-    String,
     Table,
     and_,
     exists,
@@ -36,10 +34,10 @@ from sqlalchemy import (
 )
 
 from daemon import store
-from daemon.attribution_sql import attributions
+from daemon.attribution_sql import attribution_columns, attributions
 from daemon.computation_tables import computation_tables, shared
 from daemon.derive import CLAUSES_PER_QUERY, incidents_reached
-from daemon.models import CANONICAL_TABLES, KeptRule, UTCDateTime
+from daemon.models import CANONICAL_TABLES, KeptRule
 from daemon.settings import Config
 
 NAME = "attribution"
@@ -65,13 +63,14 @@ def state(conn: Connection, config: Config) -> dict[str, Any]:
     """For ``itbsc status``: the rule kept and the one configured, and how many incidents
     wait for the next restatement (while any does, computations work it out in SQL)."""
     incidents = CANONICAL_TABLES["incident"]
-    stale = select(func.count()).select_from(incidents).where(~incidents.c.attribution_current)
+    query = select(func.count()).select_from(incidents).where(~incidents.c.attribution_current)
+    stale = int(conn.execute(query).scalar_one())
     kept = _kept_rule(conn)
     return {
         "rule": kept,
         "configured": rule(config),
-        "stale_incidents": int(conn.execute(stale).scalar_one()),
-        "current": kept == rule(config) and not _any_stale(conn),
+        "stale_incidents": stale,
+        "current": kept == rule(config) and stale == 0,
     }
 
 
@@ -102,12 +101,7 @@ def refresh(conn: Connection, config: Config) -> int:
             conn,
             "itbsc_attribution_kept",
             lambda: attributions(config, conn.dialect.name, only=chosen),
-            [
-                Column("source", String(100)),
-                Column("incident", String(200)),
-                Column("change", String(200)),
-                Column("change_end", UTCDateTime()),
-            ],
+            attribution_columns(),
             ("source", "incident"),
         )
         matched = and_(
