@@ -6,21 +6,26 @@ Metrics that share a record kind and cohort share one query.
 
 from __future__ import annotations
 
+import queue
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, cast
 
 import structlog
 from sqlalchemy import Connection, Engine, select
 
 from daemon import aggregate, attribution_store, locks, rollup, store
-from daemon.computation_tables import computation_tables
+from daemon.computation_tables import SCRATCH, computation_tables
 from daemon.derive import Deriver, stored_columns
 from daemon.models import CANONICAL_TABLES
 from daemon.query_tuning import cohort_range, tune
 from daemon.settings import Config
+from daemon.snapshot_readers import automatic_count, snapshot_readers
 from mapping.catalogue import MetricSpec
 from mapping.composite import combine
 from mapping.metrics import Evaluation, MetricValue
@@ -30,6 +35,7 @@ from mapping.stock import evaluate_interval
 log = structlog.get_logger("itbsc.compute")
 
 ROWS_PER_FETCH = 5000  # streamed from the database in batches (server-side cursor on PostgreSQL)
+READERS = "itbsc_snapshot_readers"  # key in Connection.info while a computation runs
 RECOMPUTE_LOCK_WAIT = 600.0  # seconds another process's recompute may take before we give up
 
 
@@ -92,25 +98,89 @@ def _all_days(conn: Connection, config: Config, metric: MetricSpec) -> list[date
 def compute(
     conn: Connection, config: Config, plan: Mapping[str, Sequence[Period]]
 ) -> list[MetricValue]:
-    """Evaluate each metric id over its periods, one query per (record kind, cohort) group."""
+    """Evaluate each metric id over its periods, one query per (record kind, cohort) group;
+    the queries run side by side on snapshot readers when there are several."""
+    nested = SCRATCH in conn.info  # a composite's parts: the outer computation's readers
     tune(conn)
     every = [p for periods in plan.values() for p in periods]
     span = (min(p.start for p in every), max(p.end for p in every)) if every else None
-    with computation_tables(conn, span):
-        return _compute(conn, config, plan)
+    jobs = _jobs(config, plan)
+    with computation_tables(conn, span), ExitStack() as readers:
+        if not nested and len(jobs) > 1:
+            readers.enter_context(_readers(conn, config, span))
+        return _compute(conn, config, plan, jobs)
+
+
+@contextmanager
+def _readers(
+    conn: Connection, config: Config, span: tuple[datetime, datetime] | None
+) -> Iterator[None]:
+    """Connections on ``conn``'s snapshot for the computation's queries (none: ``conn``)."""
+    count = config.settings.database.compute_connections or automatic_count()
+    with snapshot_readers(conn, count) as readers, ExitStack() as stack:
+        for reader in readers:  # each keeps its own temporary tables
+            stack.enter_context(computation_tables(reader, span))
+        if readers:
+            conn.info[READERS] = readers
+        try:
+            yield
+        finally:
+            conn.info.pop(READERS, None)
+
+
+Job = Callable[[Connection], list[MetricValue]]
 
 
 def _compute(
-    conn: Connection, config: Config, plan: Mapping[str, Sequence[Period]]
+    conn: Connection, config: Config, plan: Mapping[str, Sequence[Period]], jobs: Sequence[Job]
 ) -> list[MetricValue]:
     metrics = config.catalogue.by_id()
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-    manual = [metrics[m] for m, periods in plan.items() if periods and metrics[m].manual]
-    for metric_id, periods in plan.items():
-        if periods and not metrics[metric_id].live:
-            groups[(metrics[metric_id].record, metrics[metric_id].cohort)].append(metric_id)
-    values: list[MetricValue] = []
+    values = [v for job_values in run_jobs(conn, jobs) for v in job_values]
     composites = [(metrics[m], p) for m, p in plan.items() if p and metrics[m].composite]
+    if composites:  # last: they reuse what this call computed for their parts
+        done = {(v.metric, v.period) for v in values}
+        for metric, periods in composites:
+            values.extend(_composite(conn, config, metric, periods, values, done))
+    return values
+
+
+def run_jobs(conn: Connection, jobs: Sequence[Job]) -> list[list[MetricValue]]:
+    """Each job's values, in the jobs' order: on the computation's readers side by side,
+    the heaviest first, or one after another on ``conn`` when it has none."""
+    readers: list[Connection] | None = conn.info.get(READERS)
+    if not readers:
+        return [job(conn) for job in jobs]
+    idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+    for reader in readers:
+        idle.put(reader)
+
+    def run(job: Job) -> list[MetricValue]:
+        reader = idle.get()  # a thread per reader: one is always free
+        try:
+            return job(reader)
+        finally:
+            idle.put(reader)
+
+    with ThreadPoolExecutor(len(readers), thread_name_prefix="itbsc-compute") as pool:
+        started = {id(job): pool.submit(run, job) for job in sorted(jobs, key=_lightness)}
+        try:
+            return [started[id(job)].result() for job in jobs]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+def _lightness(job: Job) -> int:
+    """Jobs that carry a duration's hours are the heaviest (a year at 1M: 1.2-4 s each
+    against 0.1-1.5 s): started first, they do not finish alone at the end."""
+    members = job.keywords.get("family", ()) if isinstance(job, partial) else ()
+    return 0 if any(metric.kind == "duration" for metric, _ in members) else 1
+
+
+def _jobs(config: Config, plan: Mapping[str, Sequence[Period]]) -> list[Job]:
+    """The computation's independent queries, each reading what it needs on a connection."""
+    metrics = config.catalogue.by_id()
+    jobs: list[Job] = []
     grouped_intervals: list[tuple[MetricSpec, Sequence[Period]]] = []
     for metric_id, periods in plan.items():
         metric = metrics[metric_id]
@@ -118,44 +188,67 @@ def _compute(
             if aggregate.can_group(config, metric):
                 grouped_intervals.append((metric, periods))
             else:
-                rows = interval_rows(conn, metric, periods)
-                values.extend(evaluate_interval(metric, rows, periods))
+                jobs.append(partial(_interval, metric=metric, periods=periods))
     for family in aggregate.interval_families(grouped_intervals):
-        values.extend(aggregate.grouped_interval_family(conn, family))
+        jobs.append(partial(aggregate.grouped_interval_family, members=family))
+    manual = [metrics[m] for m, periods in plan.items() if periods and metrics[m].manual]
     if manual:
-        from daemon.inputs import manual_values  # the register is only read when asked for
-
-        values.extend(manual_values(conn, config, manual, {k: list(v) for k, v in plan.items()}))
+        jobs.append(partial(_manual, config=config, metrics=manual, plan=plan))
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for metric_id, periods in plan.items():
+        if periods and not metrics[metric_id].live:
+            groups[(metrics[metric_id].record, metrics[metric_id].cohort)].append(metric_id)
     for (kind, cohort), all_ids in groups.items():
         # Counting metrics are grouped by the database; the others stream their records.
         grouped = [i for i in all_ids if aggregate.can_group(config, metrics[i])]
         for family in aggregate.families([(metrics[i], plan[i]) for i in grouped]):
-            values.extend(aggregate.grouped_family(conn, config, family))
+            jobs.append(partial(aggregate.grouped_family, config=config, family=family))
         ids = [i for i in all_ids if i not in grouped]
         # A metric whose population the database can select reads only those records.
         for metric_id in [i for i in ids if aggregate.population_sql(metrics[i]) is not None]:
             ids.remove(metric_id)
-            values.extend(_one_pass(conn, config, metrics[metric_id], plan[metric_id]))
-        if not ids:
-            continue
-        columns = sorted({c for i in ids for c in metrics[i].required_fields()})
-        lo = min(p.start for i in ids for p in plan[i])
-        hi = max(p.end for i in ids for p in plan[i])
-        # One streamed pass feeds every metric of the group: no row list is ever held.
-        evaluations = [
-            Evaluation(metrics[i], plan[i], config.catalogue.calendar_choice(metrics[i]))
-            for i in ids
-        ]
-        for row in canonical_rows(conn, config, kind, cohort, columns, lo, hi):
-            for evaluation in evaluations:
-                evaluation.add(row)
+            jobs.append(
+                partial(
+                    _one_pass, config=config, metric=metrics[metric_id], periods=plan[metric_id]
+                )
+            )
+        if ids:
+            chosen = {i: plan[i] for i in ids}
+            jobs.append(partial(_streamed, config=config, kind=kind, cohort=cohort, plan=chosen))
+    return jobs
+
+
+def _interval(conn: Connection, metric: MetricSpec, periods: Sequence[Period]) -> list[MetricValue]:
+    return list(evaluate_interval(metric, interval_rows(conn, metric, periods), periods))
+
+
+def _manual(
+    conn: Connection,
+    config: Config,
+    metrics: list[MetricSpec],
+    plan: Mapping[str, Sequence[Period]],
+) -> list[MetricValue]:
+    from daemon.inputs import manual_values  # the register is only read when asked for
+
+    return manual_values(conn, config, metrics, {k: list(v) for k, v in plan.items()})
+
+
+def _streamed(
+    conn: Connection, config: Config, kind: str, cohort: str, plan: Mapping[str, Sequence[Period]]
+) -> list[MetricValue]:
+    """One streamed pass feeds every metric of the group: no row list is ever held."""
+    metrics = config.catalogue.by_id()
+    columns = sorted({c for i in plan for c in metrics[i].required_fields()})
+    lo = min(p.start for periods in plan.values() for p in periods)
+    hi = max(p.end for periods in plan.values() for p in periods)
+    evaluations = [
+        Evaluation(metrics[i], periods, config.catalogue.calendar_choice(metrics[i]))
+        for i, periods in plan.items()
+    ]
+    for row in canonical_rows(conn, config, kind, cohort, columns, lo, hi):
         for evaluation in evaluations:
-            values.extend(evaluation.results())
-    if composites:  # last: they reuse what this call computed for their parts
-        done = {(v.metric, v.period) for v in values}
-        for metric, periods in composites:
-            values.extend(_composite(conn, config, metric, periods, values, done))
-    return values
+            evaluation.add(row)
+    return [value for evaluation in evaluations for value in evaluation.results()]
 
 
 def _one_pass(

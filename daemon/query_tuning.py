@@ -39,11 +39,17 @@ POSTGRES_SETTINGS = (
 SQLITE_SCAN_SHARE = 1 / 3
 
 
-def tune(conn: Connection) -> None:
+# A reader of a computation running its queries side by side (daemon.snapshot_readers):
+# the readers fill the cores, so each query runs in its own process. Parallel workers
+# on top took a year at a million incidents from 5.6 s to 6.3 s on two cores.
+CONCURRENT_SETTINGS = (("max_parallel_workers_per_gather", "0"),)
+
+
+def tune(conn: Connection, *, concurrent: bool = False) -> None:
     """Apply the computation's settings to the current transaction (PostgreSQL only)."""
     if conn.dialect.name != "postgresql":
         return
-    for name, value in POSTGRES_SETTINGS:
+    for name, value in POSTGRES_SETTINGS + (CONCURRENT_SETTINGS if concurrent else ()):
         conn.exec_driver_sql(f"SET LOCAL {name} = '{value}'")
 
 

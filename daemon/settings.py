@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError
 
 from connectors.base import ConnectionParams, Secret
 from connectors.registry import source_class
+from daemon.snapshot_readers import MAX_READERS
 from mapping.catalogue import Catalogue, load_catalogue
 from mapping.errors import SpecError
 from mapping.periods import ZoneName
@@ -54,6 +55,9 @@ class DatabaseSettings(_Strict):
     password_file: str | None = None
     busy_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     """SQLite: how long a write waits for another program's lock before the run fails."""
+    compute_connections: int | None = Field(default=None, ge=1, le=MAX_READERS)
+    """Connections a computation's queries run on side by side, on one snapshot (1: one
+    after another on one connection); unset: one per core of this machine and one more."""
 
 
 class ReportingSettings(_Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -37,3 +38,10 @@ def stored_raw(engine: sa.Engine, stream: str = "incident") -> dict[str, dict[st
         ).all()
     assert len(rows) == len({r.source_id for r in rows}), "a record is stored twice"
     return {r.source_id: orjson.loads(r.payload) for r in rows}
+
+
+def on_connections(config: Config, count: int) -> Config:
+    """The config with its computations' queries on ``count`` connections (1: one by one)."""
+    database = config.settings.database.model_copy(update={"compute_connections": count})
+    settings = config.settings.model_copy(update={"database": database})
+    return dataclasses.replace(config, settings=settings)

@@ -15,6 +15,7 @@ from daemon.models import CANONICAL_TABLES
 from daemon.query_tuning import cohort_range
 from daemon.settings import Config
 from mapping.periods import parse_period, periods_between
+from tests.helpers import on_connections
 
 INCIDENTS = CANONICAL_TABLES["incident"]
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -97,8 +98,9 @@ def test_attribution_is_worked_out_once_and_its_table_dropped(
     synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where no attribution is kept current, change failure rate, failed-change cost and
-    time to restore share one attribution worked out in SQL."""
+    time to restore share one attribution worked out in SQL (per connection: on one)."""
     config, engine = synced
+    config = on_connections(config, 1)
     with engine.begin() as conn:  # a write since the last restatement
         conn.execute(sa.update(INCIDENTS).values(attribution_current=False))
     year = parse_period("2025-07-01..2026-06-30", config.zone)
@@ -134,6 +136,7 @@ def test_attribution_covers_only_what_the_computed_periods_can_ask_about(
     an incident opened in the window after the quarter, blamed on a change that ended in
     it, and one opened long before the quarter and restored in it."""
     config, engine = synced
+    config = on_connections(config, 1)  # one attribution worked out, measured once
     quarter = parse_period("2026-Q1", config.zone)
     window = timedelta(hours=config.catalogue.attribution.window_hours)
     hour = timedelta(hours=1)
