@@ -145,8 +145,9 @@ def _compute(
 
 
 def run_jobs(conn: Connection, jobs: Sequence[Job]) -> list[list[MetricValue]]:
-    """Each job's values, in the jobs' order: on the computation's readers side by side,
-    the heaviest first, or one after another on ``conn`` when it has none."""
+    """Each job's values, in the jobs' order: on the computation's readers side by side
+    (started in order: putting the durations' queries first measured no different), or
+    one after another on ``conn`` when it has none."""
     readers: list[Connection] | None = conn.info.get(READERS)
     if not readers:
         return [job(conn) for job in jobs]
@@ -162,19 +163,12 @@ def run_jobs(conn: Connection, jobs: Sequence[Job]) -> list[list[MetricValue]]:
             idle.put(reader)
 
     with ThreadPoolExecutor(len(readers), thread_name_prefix="itbsc-compute") as pool:
-        started = {id(job): pool.submit(run, job) for job in sorted(jobs, key=_lightness)}
+        started = [pool.submit(run, job) for job in jobs]
         try:
-            return [started[id(job)].result() for job in jobs]
+            return [future.result() for future in started]
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
-
-
-def _lightness(job: Job) -> int:
-    """Jobs that carry a duration's hours are the heaviest (a year at 1M: 1.2-4 s each
-    against 0.1-1.5 s): started first, they do not finish alone at the end."""
-    members = job.keywords.get("family", ()) if isinstance(job, partial) else ()
-    return 0 if any(metric.kind == "duration" for metric, _ in members) else 1
 
 
 def _jobs(config: Config, plan: Mapping[str, Sequence[Period]]) -> list[Job]:

@@ -108,10 +108,13 @@ def test_one_reader_or_an_in_memory_database_gets_none(engine: sa.Engine) -> Non
 
 def test_readers_go_back_to_the_pool_as_they_came(engine: sa.Engine) -> None:
     """Returned on an error too, their transaction ended and their settings undone."""
-    with engine.connect() as conn, pytest.raises(RuntimeError, match="query failed"):
-        with snapshot_readers(conn, 3) as readers:
-            assert len(readers) == 3
-            raise RuntimeError("query failed")
+    with (
+        engine.connect() as conn,
+        pytest.raises(RuntimeError, match="query failed"),
+        snapshot_readers(conn, 3) as readers,
+    ):
+        assert len(readers) == 3
+        raise RuntimeError("query failed")
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     opened = [engine.connect() for _ in range(4)]  # the readers' pooled connections among them
     try:
