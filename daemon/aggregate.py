@@ -20,6 +20,8 @@ run from configured goals take the per-record path.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -451,7 +453,7 @@ def grouped_family(
             end_at = moment - timedelta(seconds=1)
         record[timed.start or ""] = None if state == "no start" else start_at
         record[timed.end or ""] = None if state == "no end" else end_at
-        samples = None
+        samples: Sequence[float] | None = None
         if state == "ok" and moments is not None:
             group_clock = calendars.for_row(record.get("assignment_group")) if calendars else None
             samples = _business_hours(group_clock, moments) if group_clock else []
@@ -486,9 +488,11 @@ def _hours_list(
     """The records' hours from start to end, one aggregate per group (groups are kept
     apart by whether start and end are valid, so only valid groups' lists are read)."""
     if conn.dialect.name == "postgresql":
-        # date_part is double precision; extract's numeric came back as a Decimal per record
+        # date_part is double precision; extract's numeric came back as a Decimal per record.
+        # Sent packed (float8send: eight bytes each, big-endian) and read whole by
+        # array('d'): an array_agg's text was printed and parsed number by number.
         hours = func.date_part("epoch", end - start) / 3600.0
-        return func.array_agg(hours)
+        return func.string_agg(func.float8send(hours), literal_column("''::bytea"))
     hours = (func.julianday(end) - func.julianday(start)) * 24.0
     return func.group_concat(hours)
 
@@ -517,12 +521,15 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _samples(hours: Any) -> list[float]:
+def _samples(hours: Any) -> Sequence[float]:
     if hours is None:
         return []
     if isinstance(hours, str):  # SQLite: "1.5,2.25,..."
-        return [float(h) for h in hours.split(",")]
-    return [float(h) for h in hours]
+        return list(map(float, hours.split(",")))
+    packed = array("d", bytes(hours))  # PostgreSQL: big-endian float8s
+    if sys.byteorder == "little":
+        packed.byteswap()
+    return packed
 
 
 def interval_window(
