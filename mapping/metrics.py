@@ -109,6 +109,7 @@ STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
 
 
 _OUTSIDE = object()  # a fate: the row is not in the metric's population
+FOUND_REMEMBERED = 8192  # moments whose periods an evaluation keeps (grouped rows repeat them)
 
 
 class _PeriodIndex:
@@ -127,14 +128,23 @@ class _PeriodIndex:
             )
             for numbers in by_grain.values()
         ]
+        # Grouped rows carry their segment's start: a few thousand moments over a
+        # recompute's 171,264 rows. Records streamed one by one fill it and then miss.
+        self._found: dict[datetime, tuple[int, ...]] = {}
 
-    def find(self, moment: datetime) -> list[int]:
+    def find(self, moment: datetime) -> tuple[int, ...]:
+        known = self._found.get(moment)
+        if known is not None:
+            return known
         found = []
         for starts, ends, numbers in self._grains:
             i = bisect.bisect_right(starts, moment) - 1
             if i >= 0 and moment < ends[i]:
                 found.append(numbers[i])
-        return found
+        answer = tuple(found)
+        if len(self._found) < FOUND_REMEMBERED:
+            self._found[moment] = answer
+        return answer
 
 
 class _Dimensions:
@@ -190,6 +200,18 @@ class Evaluation:
         same ``fate_key`` differ only in their cohort moment (the database grouped them
         by every other field read), so their fate past the periods is decided once.
         """
+        placed = self._placed(row, fate_key)
+        if placed is None:
+            return None
+        found, (dimensions, reason, hit, sample, per) = placed
+        periods = tuple(self._index.periods[n] for n in found)
+        return Outcome(found, periods, dimensions, reason, hit, sample, per)
+
+    def _placed(
+        self, row: Mapping[str, Any], fate_key: Hashable
+    ) -> tuple[tuple[int, ...], Any] | None:
+        """``classify``'s answer as the period numbers and the fate, no object built: ``add``
+        runs it once per grouped row (171,264 times for a recompute's reopen family)."""
         moment = row.get(self.metric.cohort)
         if moment is None:
             return None
@@ -203,9 +225,7 @@ class Evaluation:
                 self._fates[fate_key] = fate
         if fate is _OUTSIDE:
             return None
-        dimensions, reason, hit, sample, per = fate
-        periods = tuple(self._index.periods[n] for n in found)
-        return Outcome(tuple(found), periods, dimensions, reason, hit, sample, per)
+        return found, fate
 
     def _fate(self, row: Mapping[str, Any]) -> Any:
         """Everything ``classify`` decides but the periods (``_OUTSIDE``: not in the population)."""
@@ -235,13 +255,13 @@ class Evaluation:
     ) -> None:
         """Count ``row`` (``weight`` identical rows: the database grouped them; for a duration,
         ``samples`` holds their hours, the row's own start and end only say they are valid)."""
-        outcome = self.classify(row, fate_key)
-        if outcome is None:
+        placed = self._placed(row, fate_key)  # classify's decision (see there)
+        if placed is None:
             return
-        found, reason, hit, sample = outcome.found, outcome.reason, outcome.hit, outcome.sample
+        found, (dimensions, reason, hit, sample, per) = placed
         # Rows that land in the same periods and dimensions with the same outcome are
         # counted together; buckets are filled once per group, not once per row.
-        key = (found, outcome.dimensions, reason, hit, outcome.per)
+        key = (found, dimensions, reason, hit, per)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group()
@@ -251,7 +271,7 @@ class Evaluation:
         if samples is not None:
             group.samples.extend(samples)
         elif self._sampled:
-            value = float(sample)  # type: ignore[arg-type]
+            value = float(sample)
             group.samples.extend([value] * weight) if weight > 1 else group.samples.append(value)
         elif sample is not None:  # average
             add_exactly(group.total, float(sample) * weight)
@@ -260,13 +280,14 @@ class Evaluation:
         if self._sampled:
             return self._sampled_results()
         periods = self._index.periods
-        buckets: dict[tuple[Period, str], _Bucket] = {}
+        # keyed by the period's number: a Period's generated hash cost more than the adding
+        buckets: dict[tuple[int, str], _Bucket] = {}
         for (found, dimensions, reason, hit, per), group in self._groups.items():
             for number in found:
                 for dimension in dimensions:
-                    bucket = buckets.get((periods[number], dimension))
+                    bucket = buckets.get((number, dimension))
                     if bucket is None:
-                        bucket = buckets[(periods[number], dimension)] = _Bucket()
+                        bucket = buckets[(number, dimension)] = _Bucket()
                     if reason is not None:
                         bucket.excluded[reason] += group.count
                     elif self.metric.kind == "average":
@@ -286,12 +307,12 @@ class Evaluation:
         and dimension holding it (a week, month, quarter and year, by each breakdown), so
         building every bucket first held each sample up to twenty times over."""
         periods = self._index.periods
-        members: dict[tuple[Period, str], list[_Group]] = defaultdict(list)
-        excluded: dict[tuple[Period, str], Counter[str]] = defaultdict(Counter)
+        members: dict[tuple[int, str], list[_Group]] = defaultdict(list)  # by period number
+        excluded: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
         for (found, dimensions, reason, _hit, _per), group in self._groups.items():
             for number in found:
                 for dimension in dimensions:
-                    key = (periods[number], dimension)
+                    key = (number, dimension)
                     if reason is not None:
                         excluded[key][reason] += group.count
                     else:
@@ -303,12 +324,12 @@ class Evaluation:
                 if len(group.samples) > 1:
                     group.samples = array("d", sorted(group.samples))
         out = []
-        keys = set(members) | set(excluded) | {(p, ALL) for p in periods}
-        for period, dimension in sorted(keys, key=lambda k: (k[0], k[1] != ALL, k[1])):
-            bucket = _Bucket(excluded=excluded.get((period, dimension), Counter()))
-            for group in members.get((period, dimension), ()):
+        keys = set(members) | set(excluded) | {(n, ALL) for n in range(len(periods))}
+        for number, dimension in sorted(keys, key=_in_order):
+            bucket = _Bucket(excluded=excluded.get((number, dimension), Counter()))
+            for group in members.get((number, dimension), ()):
                 bucket.samples.extend(group.samples)
-            out.append(_value(self.metric, period, dimension, bucket))
+            out.append(_value(self.metric, periods[number], dimension, bucket))
         return out
 
 
@@ -342,14 +363,21 @@ def _duration_hours(
 
 
 def _results(
-    metric: MetricSpec, periods: Sequence[Period], buckets: Mapping[tuple[Period, str], _Bucket]
+    metric: MetricSpec, periods: Sequence[Period], buckets: Mapping[tuple[int, str], _Bucket]
 ) -> list[MetricValue]:
+    """Values of the buckets keyed by (period number, dimension); ``periods`` is sorted."""
     out = []
-    keys = set(buckets) | {(p, ALL) for p in periods}  # "all" always present: no data is explicit
-    for period, dimension in sorted(keys, key=lambda k: (k[0], k[1] != ALL, k[1])):
-        bucket = buckets.get((period, dimension), _Bucket())
-        out.append(_value(metric, period, dimension, bucket))
+    # "all" always present: no data is explicit
+    keys = set(buckets) | {(n, ALL) for n in range(len(periods))}
+    for number, dimension in sorted(keys, key=_in_order):
+        bucket = buckets.get((number, dimension), _Bucket())
+        out.append(_value(metric, periods[number], dimension, bucket))
     return out
+
+
+def _in_order(key: tuple[int, str]) -> tuple[int, bool, str]:
+    """Period by period ("all" first, then the dimensions by name)."""
+    return key[0], key[1] != ALL, key[1]
 
 
 def empty_value(metric: MetricSpec, period: Period, dimension: str) -> MetricValue:

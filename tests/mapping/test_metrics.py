@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.defaults import config_dir
+from mapping import metrics as metrics_module
 from mapping.catalogue import Catalogue, load_catalogue
 from mapping.errors import SpecError
 from mapping.metrics import evaluate
@@ -110,6 +111,24 @@ def test_grains_are_evaluated_together(catalogue: Catalogue) -> None:
         catalogue.by_id()["C4"], [incident(at(3)), incident(at(3, 6))], [MAY, JUNE, q2]
     )
     assert only_all(values, "2026-Q2").n == 2
+
+
+def test_moments_past_those_an_evaluation_remembers_land_in_their_periods(
+    catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An evaluation remembers the periods of the first moments it sees (grouped rows
+    repeat their segment's start); records streamed one by one outrun that and are
+    placed by their own moment, each in its week, month and quarter."""
+    weeks = [parse_period(f"2026-W{w:02d}", AMS) for w in range(18, 28)]
+    periods = [MAY, JUNE, parse_period("2026-Q2", AMS), *weeks]
+    rows = [incident(at(3) + timedelta(hours=7 * i), reopen_count=i % 3) for i in range(200)]
+    remembering = evaluate(catalogue.by_id()["C4"], rows, periods)
+    monkeypatch.setattr(metrics_module, "FOUND_REMEMBERED", 3)
+    forgetting = evaluate(catalogue.by_id()["C4"], rows, periods)
+    assert forgetting == remembering
+    by_label = {v.period.label: v.n for v in remembering if v.dimension == "all"}
+    assert by_label["2026-Q2"] == by_label["2026-05"] + by_label["2026-06"] == 200
+    assert sum(by_label[w.label] for w in weeks) == 200
 
 
 def test_repeated_metric_ids_are_refused(tmp_path: Path) -> None:
