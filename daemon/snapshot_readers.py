@@ -33,14 +33,17 @@ from daemon.query_tuning import tune
 log = structlog.get_logger("itbsc.compute")
 
 MAX_READERS = 8  # within SQLAlchemy's default pool (5 + 10 overflow) beside the computing one
+AUTOMATIC_MAX = 4  # a year's time is in four to six queries; each reader holds its groups
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
 
 def automatic_count() -> int:
-    """One reader per core and one more: while one reader's rows are in Python, the
-    database works on another's (a year at 1M on two cores, PostgreSQL: 5.9 s with
-    two readers, 5.6 s with three)."""
-    return min(MAX_READERS, (os.cpu_count() or 1) + 1)
+    """One reader per core and one more, at most four: while one reader's rows are in
+    Python, the database works on another's (a year at 1M on two cores, PostgreSQL: 5.9 s
+    with two readers, 5.6 s with three). Each reader holds its query's groups and their
+    hours at once (a full recompute at 1M on PostgreSQL: 191 MB on one connection, 247 MB
+    on three), and past the few heaviest queries more readers find little to share."""
+    return min(AUTOMATIC_MAX, (os.cpu_count() or 1) + 1)
 
 
 def can_share_snapshot(engine: Engine) -> bool:
