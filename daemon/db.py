@@ -23,10 +23,26 @@ def create_db_engine(url: URL, busy_timeout_seconds: float = 30.0) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": busy_timeout_seconds})
+        pooled = {} if in_memory(url) else {"max_overflow": POOL_OVERFLOW}  # else not pooled
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_seconds}, **pooled)
         event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_seconds))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, max_overflow=POOL_OVERFLOW)
+
+
+def in_memory(url: URL) -> bool:
+    """An in-memory SQLite database: one per connection, so never shared or pooled."""
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or "mode=memory" in str(url)
+    )
+
+
+MAX_SNAPSHOT_READERS = 8  # connections a computation may read on side by side
+# SQLAlchemy's 10 beyond its 5 pooled connections, and room for a computation's snapshot
+# readers and the lock a SQLite computation holds while they start: a service syncing
+# several sources at once would otherwise wait on its own pool.
+POOL_OVERFLOW = 10 + MAX_SNAPSHOT_READERS + 1
 
 
 SORT_THREADS = min(4, os.cpu_count() or 1)  # a year at 1M on 2 cores: 17.1 s -> 11.6 s

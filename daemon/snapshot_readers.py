@@ -32,7 +32,7 @@ from daemon.query_tuning import tune
 
 log = structlog.get_logger("itbsc.compute")
 
-MAX_READERS = 8  # within SQLAlchemy's default pool (5 + 10 overflow) beside the computing one
+MAX_READERS = db.MAX_SNAPSHOT_READERS  # the engine's pool has room for them (db.POOL_OVERFLOW)
 AUTOMATIC_MAX = 4  # a year's time is in four to six queries; each reader holds its groups
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
@@ -48,11 +48,7 @@ def automatic_count() -> int:
 
 def can_share_snapshot(engine: Engine) -> bool:
     """Whether other connections see the same database (not an in-memory SQLite one)."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite":
-        return url.get_backend_name() == "postgresql"
-    database = url.database or ""
-    return database not in ("", ":memory:") and "mode=memory" not in str(url)
+    return engine.dialect.name in ("sqlite", "postgresql") and not db.in_memory(engine.url)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from daemon import aggregate, db, store
 from daemon.compute import compute
 from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config
-from daemon.snapshot_readers import snapshot_readers
+from daemon.snapshot_readers import MAX_READERS, snapshot_readers
 from mapping.periods import Period, parse_period, periods_between
 from tests.helpers import on_connections
 
@@ -95,6 +95,19 @@ def test_sqlite_computes_on_one_connection_when_a_writer_holds_the_lock(tmp_path
             assert readers == []
         writer.rollback()
     engine.dispose()
+
+
+def test_the_pool_has_room_for_the_most_readers_beside_a_busy_service(engine: sa.Engine) -> None:
+    """Syncs holding every connection SQLAlchemy pools by default (5 + 10 overflow, one
+    of them computing) still leave the most readers a computation may ask for."""
+    busy = [engine.connect() for _ in range(14)]
+    try:
+        with engine.connect() as conn, snapshot_readers(conn, MAX_READERS) as readers:
+            assert len(readers) == MAX_READERS
+            assert {_numbers(r)[0] for r in readers} == {"INC0"}
+    finally:
+        for other in busy:
+            other.close()
 
 
 def test_one_reader_or_an_in_memory_database_gets_none(engine: sa.Engine) -> None:
