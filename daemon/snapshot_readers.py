@@ -83,6 +83,8 @@ def _postgres(conn: Connection, count: int, stack: ExitStack) -> list[Connection
 
 
 def _sqlite(conn: Connection, count: int, stack: ExitStack) -> list[Connection]:
+    # pysqlite opens a transaction only before a write (its legacy mode, which SQLAlchemy
+    # keeps): an open one means ``conn`` holds the write lock, and asking for it would wait.
     writer = conn.connection.dbapi_connection
     holds_write_lock = bool(getattr(writer, "in_transaction", False))
     with ExitStack() as shut_out:
