@@ -47,6 +47,7 @@ def test_the_shipped_example_and_test_config_are_valid(tmp_path: Path) -> None:
         },
     )
     assert production.database_url.get_backend_name() == "postgresql"
+    assert production.settings.database.compute_connections == 4
     assert production.settings.sources["jsm"].every == "10m"
     assert production.settings.daemon.http == "127.0.0.1:9464"
 
@@ -65,6 +66,12 @@ def test_a_bad_interval_is_named(tmp_path: Path, every: str, message: str) -> No
     with pytest.raises(ConfigError) as info:
         load_config(path, env={"ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD})
     assert any("sources.snow.every" in line and message in line for line in info.value.problems)
+
+
+@pytest.mark.parametrize("count", [0, 9])
+def test_computation_connections_out_of_range_are_named(tmp_path: Path, count: int) -> None:
+    path = make(tmp_path, ("[database]\n", f"[database]\ncompute_connections = {count}\n"))
+    assert any("database.compute_connections" in line for line in problems(path))
 
 
 def test_all_problems_are_reported_together(tmp_path: Path) -> None:
