@@ -21,9 +21,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_db_engine(url: URL, busy_timeout_seconds: float = 30.0) -> Engine:
     """SQLite in WAL mode with a busy timeout; PostgreSQL with pre-ping for long-lived services."""
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        pooled = {} if in_memory(url) else {"max_overflow": POOL_OVERFLOW}  # else not pooled
+        pooled: dict[str, Any] = {}  # an in-memory database is not pooled
+        if not in_memory(url):
+            Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+            pooled["max_overflow"] = POOL_OVERFLOW
         engine = create_engine(url, connect_args={"timeout": busy_timeout_seconds}, **pooled)
         event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_seconds))
         return engine
