@@ -52,6 +52,14 @@ from daemon.attribution_sql import attributed_source, in_scope
 from daemon.computation_tables import span_for
 from daemon.derive import ATTRIBUTION_FIELDS, sla_record_sources
 from daemon.models import CANONICAL_TABLES, UTCDateTime
+from daemon.packed_keys import (
+    INT_CODES,
+    Domain,
+    Grouping,
+    grouped_records,
+    packs,
+    retrying_unlisted,
+)
 from daemon.query_tuning import cohort_range, scan_column
 from daemon.settings import Config
 from mapping.calendar import BusinessClock
@@ -352,6 +360,37 @@ def _wide(metric: MetricSpec) -> frozenset[str]:
     )
 
 
+STATUS_DOMAIN = Domain(("no start", "no end", "reversed", "ok"), trusted=True)  # a duration's
+PRESENT = Domain(("1",), trusted=True)  # a field read only for emptiness
+BOOLEAN_DOMAIN = Domain((False, True))
+
+
+def domain_of(config: Config, record: str, name: str, empty_only: set[str]) -> Domain | None:
+    """The values a grouped field can take, when they are known before the query runs
+    (``daemon.packed_keys``); None for free text, moments and amounts."""
+    if name in empty_only:
+        return PRESENT
+    schema = KINDS[record]
+    kind = schema.type_of(name)
+    if name in ("sla_met", "response_sla_met") or kind == "bool":
+        return BOOLEAN_DOMAIN
+    if name == "tier":
+        tiers = config.catalogue.tiers
+        named = {*KINDS["group"].standard_values["tier"], *tiers.groups.values()}
+        return Domain(tuple(sorted(named | ({tiers.default} if tiers.default else set()))))
+    if name == "unit_cost":
+        prices = {float(c) for e in config.catalogue.cost for c in e.unit_cost.values()}
+        defaults = {float(e.default) for e in config.catalogue.cost if e.default is not None}
+        return Domain(tuple(sorted(prices | defaults)))
+    if name == "source":
+        return Domain(tuple(sorted(config.settings.sources)))
+    if kind == "code" and name in schema.standard_values:
+        return Domain(tuple(sorted(schema.standard_values[name])))
+    if kind == "int":
+        return Domain(limit=INT_CODES)
+    return None
+
+
 def grouped_family(
     conn: Connection, config: Config, family: Sequence[tuple[MetricSpec, Sequence[Period]]]
 ) -> list[MetricValue]:
@@ -373,26 +412,24 @@ def grouped_family(
     clock = _clock(timed) if timed else set()
     wanted = sorted({f for m in metrics for f in m.required_fields()})
     names = [f for f in wanted if f != metric.cohort and f not in clock]
-    columns: list[ColumnElement[Any]] = []
+    grouped: dict[str, ColumnElement[Any]] = {"_segment": segment}
     for name in names:
         column = expressions.of(name) if name in derived else table.c[name]
         if name in empty_only:  # derived ones too: an attributed change is tested, not shown
             column = case((column.is_(None), null()), else_=literal("1"))
-        columns.append(column.label(name))
-    grouped: list[Any] = [segment.label("_segment"), *columns]
+        grouped[name] = column
     extra: list[Any] = []
     if timed is not None:  # before the joins are read: its start may need one (I10)
         start, end = (
             expressions.of(name) if name in derived else table.c[name]
             for name in (timed.start or "", timed.end or "")
         )
-        status = case(
+        grouped["_status"] = case(
             (start.is_(None), "no start"),
             (end.is_(None), "no end"),
             (end < start, "reversed"),
             else_="ok",
-        ).label("_status")
-        grouped.append(status)
+        )
         if timed.clock == "business":  # the moments: hours are counted on a calendar
             extra.append(_moments_list(conn, start, end).label("_moments"))
         else:
@@ -400,68 +437,81 @@ def grouped_family(
     source: FromClause = table
     for joined, on in expressions.joins:
         source = source.outerjoin(joined, on)
-    query = (
-        select(func.count().label("_n"), *grouped, *extra)
-        .select_from(source)
-        .where(
-            *cohort_range(conn, table, metric.cohort, bounds[0], bounds[-1]),
-            table.c.deleted_at.is_(None),
-        )
-        .group_by(*_positions(len(grouped)))
-    )
+    domains: dict[str, Domain | None] = {}
+    if packs(conn):
+        domains = {"_segment": Domain(limit=len(bounds) - 1, trusted=True)}
+        domains.update((name, domain_of(config, metric.record, name, empty_only)) for name in names)
+        domains["_status"] = STATUS_DOMAIN
     # A metric alone reads only its population, when SQL can say it (its exclusions are
     # counted within it): high-priority time to restore reads a tenth of the incidents.
     population = population_sql(metric) if len(metrics) == 1 else None
-    if population is not None:
-        query = query.where(population)
-    evaluations = [
-        Evaluation(m, periods, config.catalogue.calendar_choice(m))
-        for m, periods in family
-        if m is not timed
-    ]
-    calendars = config.catalogue.calendar_choice(timed) if timed is not None else None
-    timing = next((Evaluation(m, p, calendars) for m, p in family if m is timed), None)
-    starts = bounds[:-1]
-    # A group's fate is decided once for all its periods, for the metrics whose filters
-    # read neither the cohort nor the duration's stand-ins (which vary by period).
-    moving = {metric.cohort, *clock}
-    memo = [not (moving & _deciding_fields(e.metric)) for e in evaluations]
-    timing_memo = timing is not None and not (moving & _deciding_fields(timing.metric))
-    for row in conn.execute(query):
-        record = dict(row._mapping)
-        index = record.pop("_segment")
-        weight = record.pop("_n")
-        if index is None:
-            continue
-        hours = record.pop("_hours", None)
-        moments = record.pop("_moments", None)
-        fields = tuple(record.values())  # every field read but the cohort and the clock
-        moment = starts[index]
-        record[metric.cohort] = moment
-        for evaluation, memoised in zip(evaluations, memo, strict=True):
-            # none reads the duration's start or end
-            evaluation.add(record, weight, fate_key=fields if memoised else None)
-        if timing is None or timed is None:
-            continue
-        state = record.pop("_status")
-        # A stand-in start and end that classify as this group's records did; the cohort
-        # keeps the group's moment, so a reversed record stays in its period.
-        start_at, end_at = moment, moment
-        if state == "reversed" and timed.end == metric.cohort:
-            start_at = moment + timedelta(seconds=1)
-        elif state == "reversed":
-            end_at = moment - timedelta(seconds=1)
-        record[timed.start or ""] = None if state == "no start" else start_at
-        record[timed.end or ""] = None if state == "no end" else end_at
-        samples: Sequence[float] | None = None
-        if state == "ok" and moments is not None:
-            group_clock = calendars.for_row(record.get("assignment_group")) if calendars else None
-            samples = _business_hours(group_clock, moments) if group_clock else []
-        elif state == "ok":
-            samples = _samples(hours)
-        timing.add(record, weight, samples, fate_key=fields if timing_memo else None)
-    results = [value for evaluation in evaluations for value in evaluation.results()]
-    return results + (timing.results() if timing is not None else [])
+
+    def query(columns: Sequence[Any]) -> Any:
+        statement = (
+            select(*columns, func.count().label("_n"), *extra)
+            .select_from(source)
+            .where(
+                *cohort_range(conn, table, metric.cohort, bounds[0], bounds[-1]),
+                table.c.deleted_at.is_(None),
+            )
+            .group_by(*_positions(len(columns), first=1))
+        )
+        return statement.where(population) if population is not None else statement
+
+    def evaluate(as_is: frozenset[str]) -> list[MetricValue]:
+        grouping = Grouping.of(grouped, domains, as_is)
+        evaluations = [
+            Evaluation(m, periods, config.catalogue.calendar_choice(m))
+            for m, periods in family
+            if m is not timed
+        ]
+        calendars = config.catalogue.calendar_choice(timed) if timed is not None else None
+        timing = next((Evaluation(m, p, calendars) for m, p in family if m is timed), None)
+        starts = bounds[:-1]
+        # A group's fate is decided once for all its periods, for the metrics whose filters
+        # read neither the cohort nor the duration's stand-ins (which vary by period).
+        moving = {metric.cohort, *clock}
+        memo = [not (moving & _deciding_fields(e.metric)) for e in evaluations]
+        timing_memo = timing is not None and not (moving & _deciding_fields(timing.metric))
+        for record, row in grouped_records(conn, grouping, query(grouping.columns)):
+            index = record.pop("_segment")
+            if index is None:
+                continue
+            weight = row._n
+            hours = row._hours if timed is not None and timed.clock != "business" else None
+            moments = row._moments if timed is not None and timed.clock == "business" else None
+            fields = tuple(record.values())  # every field read but the cohort and the clock
+            moment = starts[index]
+            record[metric.cohort] = moment
+            for evaluation, memoised in zip(evaluations, memo, strict=True):
+                # none reads the duration's start or end
+                evaluation.add(record, weight, fate_key=fields if memoised else None)
+            if timing is None or timed is None:
+                continue
+            state = record.pop("_status")
+            # A stand-in start and end that classify as this group's records did; the cohort
+            # keeps the group's moment, so a reversed record stays in its period.
+            start_at, end_at = moment, moment
+            if state == "reversed" and timed.end == metric.cohort:
+                start_at = moment + timedelta(seconds=1)
+            elif state == "reversed":
+                end_at = moment - timedelta(seconds=1)
+            record[timed.start or ""] = None if state == "no start" else start_at
+            record[timed.end or ""] = None if state == "no end" else end_at
+            samples: Sequence[float] | None = None
+            if state == "ok" and moments is not None:
+                group_clock = (
+                    calendars.for_row(record.get("assignment_group")) if calendars else None
+                )
+                samples = _business_hours(group_clock, moments) if group_clock else []
+            elif state == "ok":
+                samples = _samples(hours)
+            timing.add(record, weight, samples, fate_key=fields if timing_memo else None)
+        results = [value for evaluation in evaluations for value in evaluation.results()]
+        return results + (timing.results() if timing is not None else [])
+
+    # A field holding a value outside its domain: evaluated again, grouped by its values.
+    return retrying_unlisted(evaluate)
 
 
 def _deciding_fields(metric: MetricSpec) -> set[str]:
@@ -476,10 +526,10 @@ def _conditions(metric: MetricSpec) -> list[Any]:
     return [condition for f in filters for condition in f.conditions]
 
 
-def _positions(count: int) -> list[Any]:
-    """GROUP BY the select list's columns 2..count+1 by position (column 1 is the count):
-    PostgreSQL refuses a constant written in GROUP BY (an SLA type a source lacks is NULL)."""
-    return [literal_column(str(i)) for i in range(2, count + 2)]
+def _positions(count: int, first: int = 2) -> list[Any]:
+    """GROUP BY the select list's columns first..first+count-1 by position: PostgreSQL
+    refuses a constant written in GROUP BY (an SLA type a source lacks is NULL)."""
+    return [literal_column(str(i)) for i in range(first, first + count)]
 
 
 def _hours_list(
@@ -591,7 +641,7 @@ MAX_PARTS = 240  # summed columns per query: a long recompute's weeks take sever
 
 
 def grouped_interval_family(
-    conn: Connection, members: Sequence[tuple[MetricSpec, Sequence[Period]]]
+    conn: Connection, config: Config, members: Sequence[tuple[MetricSpec, Sequence[Period]]]
 ) -> list[MetricValue]:
     """Stock or flow metrics from records grouped by their fields, placed in the periods
     by the database.
@@ -629,44 +679,83 @@ def grouped_interval_family(
     timestamps = {metric.start or "", *metric.closed_by, metric.end or ""}
     wanted = sorted({f for m, _ in members for f in m.required_fields()})
     names = [f for f in wanted if f not in timestamps]
-    columns: list[ColumnElement[Any]] = []
+    grouped: dict[str, ColumnElement[Any]] = {
+        "_start": _bucket(start, bounds),
+        "_end": _bucket(end, bounds),
+    }
     for name in names:
         column: ColumnElement[Any] = table.c[name]
         if name in empty_only:
             column = case((column.is_(None), null()), else_=literal("1"))
-        columns.append(column.label(name))
+        grouped[name] = column
+    positions_domain = Domain(limit=len(bounds) + 1, trusted=True)
+    domains: dict[str, Domain | None] = {}
+    if packs(conn):
+        domains = {"_start": positions_domain, "_end": positions_domain}
+        domains.update((name, domain_of(config, metric.record, name, empty_only)) for name in names)
     windows = [interval_window(conn, table, m, periods) for m, periods in members]
-    positions = (
-        select(
-            func.count().label("_n"),
-            _bucket(start, bounds).label("_start"),
-            _bucket(end, bounds).label("_end"),
-            *columns,
-        )
-        .where(table.c.deleted_at.is_(None), start.is_not(None), or_(*windows))
-        .group_by(*_positions(2 + len(columns)))
-        .subquery("positions")
-    )
-    fields = [positions.c[name] for name in names]
     index = {moment: k for k, moment in enumerate(bounds)}
-    groups: dict[tuple[Any, ...], tuple[dict[str, Any], dict[Part, float]]] = {}
-    for first in range(0, len(parts), MAX_PARTS):  # a long recompute's weeks: several reads
-        chunk = parts[first : first + MAX_PARTS]
-        sums = [
-            func.sum(case((_placed(part, positions.c, index), positions.c._n), else_=0))
-            for part in chunk
-        ]
-        query = select(*fields, *sums).group_by(*fields)
-        for row in conn.execute(query):
-            key = tuple(row[: len(fields)])
-            _, placed = groups.setdefault(key, (dict(zip(names, key, strict=True)), {}))
-            # PostgreSQL sums a bigint as numeric: counts come back as Decimal
-            placed.update(zip(chunk, map(int, row[len(fields) :]), strict=True))
+
+    def run(
+        as_is: frozenset[str],
+    ) -> dict[tuple[Any, ...], tuple[dict[str, Any], dict[Part, float]]]:
+        grouping = Grouping.of(grouped, domains, as_is)
+        counted = (
+            select(*grouping.columns, func.count().label("_n"))
+            .where(table.c.deleted_at.is_(None), start.is_not(None), or_(*windows))
+            .group_by(*_positions(len(grouping.columns), first=1))
+            .subquery("positions")
+        )
+        fields: list[ColumnElement[Any]] = [counted.c[name] for name in grouping.raw]
+        skip = 0
+        if "_start" in grouping.packed.names():  # both lead the first key: taken apart here
+            first = counted.c._key0
+            both = grouping.packed.leading(first, 2)
+            size = positions_domain.size
+            starts = both // size - 1  # never empty
+            ends = case((both % size == 0, null()), else_=both % size - 1)
+            rest = grouping.packed.rest(first, 2).label("_key0")
+            keys = [rest, *(counted.c[f"_key{i}"] for i in range(1, len(grouping.packed.keys)))]
+            fields = [*keys, *fields]
+            skip = 2
+            positions = select(
+                starts.label("_start"), ends.label("_end"), counted.c._n, *fields
+            ).subquery("unpacked")
+            fields = [positions.c[column.name] for column in fields]
+        else:
+            positions = counted
+            fields = [positions.c[name] for name in grouping.raw if name not in ("_start", "_end")]
+        groups: dict[tuple[Any, ...], tuple[dict[str, Any], dict[Part, float]]] = {}
+        for first_part in range(0, len(parts), MAX_PARTS):  # a long recompute's weeks
+            chunk = parts[first_part : first_part + MAX_PARTS]
+            sums = [
+                func.sum(case((_placed(part, positions.c, index), positions.c._n), else_=0))
+                for part in chunk
+            ]
+            query = select(*fields, *sums).group_by(*fields)
+            for row in conn.execute(query):
+                key = tuple(row[: len(fields)])
+                if key not in groups:
+                    groups[key] = (_interval_fields(grouping, key, skip), {})
+                # PostgreSQL sums a bigint as numeric: counts come back as Decimal
+                groups[key][1].update(zip(chunk, map(int, row[len(fields) :]), strict=True))
+        return groups
+
+    groups = retrying_unlisted(run)
     return [
         value
         for m, periods in members
         for value in evaluate_interval_parts(m, groups.values(), periods)
     ]
+
+
+def _interval_fields(grouping: Grouping, key: tuple[Any, ...], skip: int) -> dict[str, Any]:
+    """A position-free group's fields from its keys (the first without the two positions)."""
+    keys = len(grouping.packed.keys)
+    values = grouping.packed.decode(key[:keys], skip)
+    raw = [name for name in grouping.raw if name not in ("_start", "_end")]
+    values.update(zip(raw, key[keys:], strict=True))
+    return {name: values[name] for name in grouping.names if name not in ("_start", "_end")}
 
 
 def _moments(part: Part) -> list[datetime]:

@@ -184,7 +184,7 @@ def _jobs(config: Config, plan: Mapping[str, Sequence[Period]]) -> list[Job]:
             else:
                 jobs.append(partial(_interval, metric=metric, periods=periods))
     for family in aggregate.interval_families(grouped_intervals):
-        jobs.append(partial(aggregate.grouped_interval_family, members=family))
+        jobs.append(partial(aggregate.grouped_interval_family, config=config, members=family))
     manual = [metrics[m] for m, periods in plan.items() if periods and metrics[m].manual]
     if manual:
         jobs.append(partial(_manual, config=config, metrics=manual, plan=plan))

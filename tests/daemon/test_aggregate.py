@@ -234,3 +234,62 @@ def test_business_hours_grouped_run_on_each_groups_calendar(
         assert value.numerator == pytest.approx(per_record[key].numerator), key
     # the group's nights and weekends now count: more hours in all
     assert grouped[(year, "all")].numerator > office[(year, "all")].numerator
+
+
+def test_values_outside_their_fields_lists_are_grouped_as_they_are(
+    synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite folds few-valued fields into one number from the values each can take; a
+    coded field a mapping leaves unmapped, a count past the numbered ones or a tier the
+    configuration does not name must still be counted as itself, never guessed."""
+    config, engine = synced
+    with engine.begin() as conn:
+        incidents = sa.table(
+            "itil_incident",
+            sa.column("id"),
+            sa.column("state"),
+            sa.column("reassignment_count"),
+            sa.column("reopen_count"),
+        )
+        ids = [row.id for row in conn.execute(sa.select(incidents.c.id).limit(40))]
+        conn.execute(
+            incidents.update()
+            .where(incidents.c.id.in_(ids[:20]))
+            .values(state="Awaiting vendor", reassignment_count=300)
+        )
+        conn.execute(
+            incidents.update().where(incidents.c.id.in_(ids[20:])).values(reopen_count=999)
+        )
+        conn.exec_driver_sql(
+            "UPDATE itil_group SET tier = 'Tier 9' WHERE id IN (SELECT min(id) FROM itil_group)"
+        )
+    year = parse_period("2025-07-01..2026-06-30", config.zone)
+    months = periods_between(year.start, year.end, "month", config.zone)
+    plan = dict.fromkeys(("C1", "C4", "C5", "F3", "I1", "I3", "I4", "I4B", "I5"), months)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    with engine.connect() as conn:
+        sa.event.listen(engine, "before_cursor_execute", seen)
+        try:
+            grouped = compute(conn, config, plan)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", seen)
+        monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
+        monkeypatch.setattr(aggregate, "population_sql", lambda *_: None)
+        per_record = compute(conn, config, plan)
+
+    def keyed(values: list) -> dict:  # type: ignore[type-arg]
+        return {(v.metric, v.period, v.dimension): v for v in values}
+
+    a, b = keyed(grouped), keyed(per_record)
+    assert set(a) == set(b)
+    for key, value in a.items():
+        assert (value.n, value.exclusions) == (b[key].n, b[key].exclusions), key
+        assert value.value == pytest.approx(b[key].value), key
+        assert value.numerator == pytest.approx(b[key].numerator), key
+    if engine.dialect.name == "sqlite":  # those fields were grouped by their values
+        for field in ("state", "reassignment_count", "reopen_count", "tier"):
+            assert any(f"AS {field}" in s and "_key0" in s for s in statements), field
