@@ -626,18 +626,35 @@ def interval_families(
     members: Sequence[tuple[MetricSpec, Sequence[Period]]],
 ) -> list[list[tuple[MetricSpec, Sequence[Period]]]]:
     """Stocks of one record kind with the same start and closing fields share one scan
-    (a backlog and its aged part, say); every flow keeps its own."""
+    (a backlog and its aged part, say), and so does one flow from the same start (the
+    created/resolved ratio): its end is grouped beside theirs. Other flows keep their own."""
     out: dict[Any, list[tuple[MetricSpec, Sequence[Period]]]] = {}
+    flows = []
     for metric, periods in members:
         if metric.kind == "flow_ratio":
-            key: Any = ("flow", metric.id)
+            flows.append((metric, periods))
         else:
             key = ("stock", metric.record, metric.start, tuple(metric.closed_by))
-        out.setdefault(key, []).append((metric, periods))
+            out.setdefault(key, []).append((metric, periods))
+    for metric, periods in flows:
+        family = next(
+            (
+                f
+                for f in out.values()
+                if (f[0][0].record, f[0][0].start) == (metric.record, metric.start)
+                and not any(m.kind == "flow_ratio" for m, _ in f)
+            ),
+            None,
+        )
+        if family is None:
+            out[("flow", metric.id)] = [(metric, periods)]
+        else:
+            family.append((metric, periods))
     return list(out.values())
 
 
 MAX_PARTS = 240  # summed columns per query: a long recompute's weeks take several scans
+FLOW_PARTS = frozenset({"started", "ended", "started or ended"})
 
 
 def grouped_interval_family(
@@ -649,15 +666,20 @@ def grouped_interval_family(
     Every comparison a stock or flow makes is of a timestamp against a boundary (a
     period's start or end, or an end minus ``age_days``), so a record's part is decided
     by the boundaries its timestamps lie between. The database groups the records by
-    their fields and those two positions, then sums per group of fields how many are
-    open at each period's end (and aged), or started and ended in each period
-    (``mapping.stock.part_names``); each group of fields is then classified once.
-    Placing the position groups period by period in Python instead took 1.1 s at a
-    million incidents (29,000 groups against 720). Metrics sharing the scan use the
-    union of their boundaries, which decides each one's comparisons as its own would."""
-    metric = members[0][0]
-    if len(members) > 1 and any(m.kind == "flow_ratio" for m, _ in members):
-        raise ValueError("a flow is grouped on its own")
+    their fields and those positions (the start's, the stocks' end's and a flow's end's),
+    then sums per group of fields how many are open at each period's end (and aged), or
+    started and ended in each period (``mapping.stock.part_names``); each group of fields
+    is then classified once. Placing the position groups period by period in Python
+    instead took 1.1 s at a million incidents (29,000 groups against 720). Metrics
+    sharing the scan use the union of their boundaries, which decides each one's
+    comparisons as its own would; each reads its own fields of the shared groups."""
+    metrics = [m for m, _ in members]
+    flows = [m for m in metrics if m.kind == "flow_ratio"]
+    stocks = [m for m in metrics if m.kind != "flow_ratio"]
+    metric = metrics[0]
+    closings = {tuple(m.closed_by) for m in stocks}
+    if len(flows) > 1 or len(closings) > 1 or len({(m.record, m.start) for m in metrics}) > 1:
+        raise ValueError("a scan is shared by stocks of one start and closing, and one flow")
     table = CANONICAL_TABLES[metric.record]
     parts = sorted(
         {
@@ -671,27 +693,26 @@ def grouped_interval_family(
     )
     bounds = sorted({moment for part in parts for moment in _moments(part)})
     start = table.c[metric.start or ""]
-    if metric.kind == "flow_ratio":
-        end: ColumnElement[Any] = table.c[metric.end or ""]
-    else:
-        end = _earliest([table.c[c] for c in metric.closed_by])
-    empty_only = _emptiness_shared([m for m, _ in members])
-    timestamps = {metric.start or "", *metric.closed_by, metric.end or ""}
-    wanted = sorted({f for m, _ in members for f in m.required_fields()})
+    grouped: dict[str, ColumnElement[Any]] = {"_start": _bucket(start, bounds)}
+    if stocks:
+        grouped["_end"] = _bucket(_earliest([table.c[c] for c in stocks[0].closed_by]), bounds)
+    if flows:
+        grouped["_flow_end"] = _bucket(table.c[flows[0].end or ""], bounds)
+    positions = list(grouped)
+    empty_only = _emptiness_shared(metrics)
+    timestamps = {metric.start or "", *(c for m in metrics for c in m.closed_by)}
+    timestamps |= {m.end or "" for m in flows}
+    wanted = sorted({f for m in metrics for f in m.required_fields()})
     names = [f for f in wanted if f not in timestamps]
-    grouped: dict[str, ColumnElement[Any]] = {
-        "_start": _bucket(start, bounds),
-        "_end": _bucket(end, bounds),
-    }
     for name in names:
         column: ColumnElement[Any] = table.c[name]
         if name in empty_only:
             column = case((column.is_(None), null()), else_=literal("1"))
         grouped[name] = column
-    positions_domain = Domain(limit=len(bounds) + 1, trusted=True)
+    position_domain = Domain(limit=len(bounds) + 1, trusted=True)
     domains: dict[str, Domain | None] = {}
     if packs(conn):
-        domains = {"_start": positions_domain, "_end": positions_domain}
+        domains = dict.fromkeys(positions, position_domain)
         domains.update((name, domain_of(config, metric.record, name, empty_only)) for name in names)
     windows = [interval_window(conn, table, m, periods) for m, periods in members]
     index = {moment: k for k, moment in enumerate(bounds)}
@@ -706,37 +727,27 @@ def grouped_interval_family(
             .group_by(*_positions(len(grouping.columns), first=1))
             .subquery("positions")
         )
-        fields: list[ColumnElement[Any]] = [counted.c[name] for name in grouping.raw]
         skip = 0
-        if "_start" in grouping.packed.names():  # both lead the first key: taken apart here
-            first = counted.c._key0
-            both = grouping.packed.leading(first, 2)
-            size = positions_domain.size
-            starts = both // size - 1  # never empty
-            ends = case((both % size == 0, null()), else_=both % size - 1)
-            rest = grouping.packed.rest(first, 2).label("_key0")
-            keys = [rest, *(counted.c[f"_key{i}"] for i in range(1, len(grouping.packed.keys)))]
-            fields = [*keys, *fields]
-            skip = 2
-            positions = select(
-                starts.label("_start"), ends.label("_end"), counted.c._n, *fields
-            ).subquery("unpacked")
-            fields = [positions.c[column.name] for column in fields]
+        if grouping.packed.names()[: len(positions)] == positions:
+            # the positions lead the first key: taken apart here, the rest stays packed
+            skip = len(positions)
+            placed = _unpacked_positions(grouping, counted, positions, position_domain.size)
+            fields = [placed.c[c.name] for c in placed.columns if c.name not in positions][1:]
         else:
-            positions = counted
-            fields = [positions.c[name] for name in grouping.raw if name not in ("_start", "_end")]
+            placed = counted
+            fields = [placed.c[name] for name in grouping.raw if name not in positions]
         groups: dict[tuple[Any, ...], tuple[dict[str, Any], dict[Part, float]]] = {}
         for first_part in range(0, len(parts), MAX_PARTS):  # a long recompute's weeks
             chunk = parts[first_part : first_part + MAX_PARTS]
             sums = [
-                func.sum(case((_placed(part, positions.c, index), positions.c._n), else_=0))
+                func.sum(case((_placed(part, placed.c, index), placed.c._n), else_=0))
                 for part in chunk
             ]
             query = select(*fields, *sums).group_by(*fields)
             for row in conn.execute(query):
                 key = tuple(row[: len(fields)])
                 if key not in groups:
-                    groups[key] = (_interval_fields(grouping, key, skip), {})
+                    groups[key] = (_interval_fields(grouping, positions, key, skip), {})
                 # PostgreSQL sums a bigint as numeric: counts come back as Decimal
                 groups[key][1].update(zip(chunk, map(int, row[len(fields) :]), strict=True))
         return groups
@@ -749,13 +760,32 @@ def grouped_interval_family(
     ]
 
 
-def _interval_fields(grouping: Grouping, key: tuple[Any, ...], skip: int) -> dict[str, Any]:
-    """A position-free group's fields from its keys (the first without the two positions)."""
-    keys = len(grouping.packed.keys)
-    values = grouping.packed.decode(key[:keys], skip)
-    raw = [name for name in grouping.raw if name not in ("_start", "_end")]
+def _unpacked_positions(
+    grouping: Grouping, counted: Any, positions: Sequence[str], size: int
+) -> Any:
+    """The counted groups with their positions taken out of the first key (the bucket, or
+    empty), the first key's rest and the other keys and fields as they are."""
+    first = counted.c._key0
+    leading = grouping.packed.leading(first, len(positions))
+    columns: list[Any] = [counted.c._n]
+    for i, name in enumerate(positions):
+        number = (leading // size ** (len(positions) - 1 - i)) % size
+        columns.append(case((number == 0, null()), else_=number - 1).label(name))
+    columns.append(grouping.packed.rest(first, len(positions)).label("_key0"))
+    columns += [counted.c[f"_key{i}"] for i in range(1, len(grouping.packed.keys))]
+    columns += [counted.c[name] for name in grouping.raw]
+    return select(*columns).subquery("unpacked")
+
+
+def _interval_fields(
+    grouping: Grouping, positions: Sequence[str], key: tuple[Any, ...], skip: int
+) -> dict[str, Any]:
+    """A position-free group's fields from its keys (the first without ``skip`` positions)."""
+    keys = len(grouping.packed.keys) if skip else 0
+    values = grouping.packed.decode(key[:keys], skip) if skip else {}
+    raw = [name for name in grouping.raw if name not in positions]
     values.update(zip(raw, key[keys:], strict=True))
-    return {name: values[name] for name in grouping.names if name not in ("_start", "_end")}
+    return {name: values[name] for name in grouping.names if name not in positions}
 
 
 def _moments(part: Part) -> list[datetime]:
@@ -771,13 +801,14 @@ def _placed(part: Part, c: Any, index: dict[datetime, int]) -> Any:
     A timestamp in bucket k lies in [bounds[k-1], bounds[k]): it is before bounds[j]
     exactly when k <= j, and at or after it when k > j."""
     name = part[0]
+    start, end = c._start, c._flow_end if name in FLOW_PARTS else c._end  # a flow: its own
     if name in ("open at", "open and aged"):
         before, still_open = index[part[1]], index[part[-1]]
-        return and_(c._start <= before, or_(c._end.is_(None), c._end > still_open))
+        return and_(start <= before, or_(end.is_(None), end > still_open))
     period: Period = part[1]
     lo, hi = index[period.start], index[period.end]
-    started = and_(c._start > lo, c._start <= hi)
-    ended = and_(c._end > lo, c._end <= hi)
+    started = and_(start > lo, start <= hi)
+    ended = and_(end > lo, end <= hi)
     if name == "started":
         return started
     if name == "ended":

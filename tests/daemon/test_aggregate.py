@@ -71,18 +71,26 @@ def test_every_metric_equals_its_per_record_value(
 def test_stocks_sharing_a_scan_give_what_each_gives_alone(
     synced: tuple[Config, sa.Engine],
 ) -> None:
-    """A backlog and its aged part share one grouped scan, over different periods."""
+    """A backlog, its aged part and the created/resolved ratio (a flow from the same
+    start, ending at resolution) share one grouped scan, over different periods."""
     config, engine = synced
     year = parse_period("2025-07-01..2026-06-30", config.zone)
     months = periods_between(year.start, year.end, "month", config.zone)
     weeks = periods_between(year.start, year.end, "week", config.zone)[5:30]
-    families = aggregate.interval_families(
-        [(config.catalogue.by_id()[m], months) for m in ("I4", "I4B", "I3")]
-    )
-    assert sorted(sorted(m.id for m, _ in f) for f in families) == [["I3"], ["I4", "I4B"]]
+    metrics = config.catalogue.by_id()
+    families = aggregate.interval_families([(metrics[m], months) for m in ("I4", "I4B", "I3")])
+    assert [sorted(m.id for m, _ in f) for f in families] == [["I3", "I4", "I4B"]]
+    other_start = metrics["I3"].model_copy(update={"id": "I3X", "start": "first_response_at"})
+    families = aggregate.interval_families([(metrics["I4"], months), (other_start, months)])
+    assert sorted(sorted(m.id for m, _ in f) for f in families) == [["I3X"], ["I4"]]
+    quarters = periods_between(year.start, year.end, "quarter", config.zone)
     with engine.connect() as conn:
-        together = compute(conn, config, {"I4": months, "I4B": weeks})
-        alone = compute(conn, config, {"I4": months}) + compute(conn, config, {"I4B": weeks})
+        together = compute(conn, config, {"I4": months, "I4B": weeks, "I3": quarters})
+        alone = [
+            *compute(conn, config, {"I4": months}),
+            *compute(conn, config, {"I4B": weeks}),
+            *compute(conn, config, {"I3": quarters}),
+        ]
 
     def keyed(values: list) -> dict:  # type: ignore[type-arg]
         return {(v.metric, v.period, v.dimension): (v.value, v.n, v.exclusions) for v in values}
