@@ -112,6 +112,32 @@ def _emptiness_shared(metrics: Sequence[MetricSpec]) -> set[str]:
     return empty - by_value
 
 
+def _tier_lookup() -> FromClause:
+    """Each group key's tier, as ``daemon.derive`` finds it: the live group with that id,
+    else the lowest tier of the live groups with that name. One join, not one for ids
+    and one for names: a million incidents joined twice had cost 0.8 s on PostgreSQL."""
+    groups = CANONICAL_TABLES["group"]
+    other = groups.alias("by_id")
+    live = and_(groups.c.deleted_at.is_(None), groups.c.tier.is_not(None))
+    by_id = select(groups.c.source, groups.c.source_id.label("key"), groups.c.tier).where(live)
+    an_id = (
+        select(other.c.id)
+        .where(
+            other.c.source == groups.c.source,
+            other.c.source_id == groups.c.name,
+            other.c.deleted_at.is_(None),
+            other.c.tier.is_not(None),
+        )
+        .exists()
+    )
+    by_name = (
+        select(groups.c.source, groups.c.name, func.min(groups.c.tier))
+        .where(live, groups.c.name.is_not(None), ~an_id)
+        .group_by(groups.c.source, groups.c.name)
+    )
+    return by_id.union_all(by_name).subquery("tier_lookup")
+
+
 class _Expressions:
     """SQL for the derived fields, mirroring daemon.derive row by row."""
 
@@ -157,28 +183,10 @@ class _Expressions:
     def tier(self) -> ColumnElement[Any]:
         if self._tier is not None:
             return self._tier
-        groups = CANONICAL_TABLES["group"]
         t = self.table.c
-        live = and_(groups.c.deleted_at.is_(None), groups.c.tier.is_not(None))
-        by_id = select(groups.c.source, groups.c.source_id, groups.c.tier).where(live)
-        by_id_q = by_id.subquery("tier_by_id")
-        by_name_q = (
-            select(groups.c.source, groups.c.name, func.min(groups.c.tier).label("tier"))
-            .where(live, groups.c.name.is_not(None))
-            .group_by(groups.c.source, groups.c.name)
-            .subquery("tier_by_name")
-        )
+        lookup = _tier_lookup()
         self.joins.append(
-            (
-                by_id_q,
-                and_(by_id_q.c.source == t.source, by_id_q.c.source_id == t.assignment_group),
-            )
-        )
-        self.joins.append(
-            (
-                by_name_q,
-                and_(by_name_q.c.source == t.source, by_name_q.c.name == t.assignment_group),
-            )
+            (lookup, and_(lookup.c.source == t.source, lookup.c.key == t.assignment_group))
         )
         tiers = self.config.catalogue.tiers
         configured: ColumnElement[Any] = (
@@ -187,7 +195,7 @@ class _Expressions:
             else null()
         )
         default = literal(tiers.default) if tiers.default is not None else null()
-        found = func.coalesce(configured, by_id_q.c.tier, by_name_q.c.tier, default)
+        found = func.coalesce(configured, lookup.c.tier, default)
         self._tier = type_coerce(
             case((t.assignment_group.is_(None), default), else_=found), String()
         )

@@ -99,16 +99,22 @@ def change_index(conn: Connection, config: Config) -> ChangeIndex:
 
 
 def pricing(conn: Connection, config: Config) -> Pricing:
-    """Tiers from the catalogue, else from the sources' group records (by id and by name)."""
+    """Tiers from the catalogue, else from the sources' group records: the live group with
+    the id, else the lowest tier of the live groups with the name (as the grouped queries'
+    lookup has it, whatever order the groups come in)."""
     table = CANONICAL_TABLES["group"]
     query = select(table.c.source, table.c.source_id, table.c.name, table.c.tier).where(
         table.c.deleted_at.is_(None), table.c.tier.is_not(None)
     )
     tiers: dict[tuple[str, str], str] = {}
+    by_name: dict[tuple[str, str], str] = {}
     for source, source_id, name, tier in conn.execute(query):
         tiers[(source, source_id)] = tier
         if name:
-            tiers.setdefault((source, name), tier)
+            known = by_name.get((source, name))
+            by_name[(source, name)] = tier if known is None else min(known, tier)
+    for key, tier in by_name.items():
+        tiers.setdefault(key, tier)
     return Pricing(config.catalogue, tiers, config.zone)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -301,3 +303,63 @@ def test_values_outside_their_fields_lists_are_grouped_as_they_are(
     if engine.dialect.name == "sqlite":  # those fields were grouped by their values
         for field in ("state", "reassignment_count", "reopen_count", "tier"):
             assert any(f"AS {field}" in s and "_key0" in s for s in statements), field
+
+
+def test_a_groups_tier_is_found_by_id_first_then_the_lowest_by_name(
+    synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grouped queries' one tier lookup and the per-record pricing agree: a live
+    group with the incident's group as its id wins over groups with it as their name;
+    among several with the name, the lowest tier; a deleted group does not count."""
+    from daemon.derive import pricing
+    from daemon.models import CANONICAL_TABLES
+
+    config, engine = synced
+    groups, incidents = CANONICAL_TABLES["group"], CANONICAL_TABLES["incident"]
+    moment = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def group(source_id: str, name: str, tier: str, deleted: bool = False) -> dict[str, Any]:
+        return {
+            "source": "snow",
+            "source_id": source_id,
+            "updated_at": moment,
+            "mapping_version": "test",
+            "name": name,
+            "tier": tier,
+            "tier_original": tier,
+            "deleted_at": moment if deleted else None,
+        }
+
+    with engine.begin() as conn:
+        conn.execute(
+            groups.insert(),
+            [
+                group("Desk", "Alpha", "L3"),
+                group("b1", "Desk", "L1"),  # its name is another group's id: the id wins
+                group("c1", "Shared", "L2"),
+                group("c2", "Shared", "L1"),  # two with the name: the lowest
+                group("Gone", "Old", "L3", deleted=True),
+                group("e1", "Gone", "L2"),  # the id's group is deleted: by name
+            ],
+        )
+        ids = [r.id for r in conn.execute(sa.select(incidents.c.id).order_by(incidents.c.id))]
+        for i, name in enumerate(("Desk", "Shared", "Gone")):
+            chosen = ids[i::3][:30]
+            conn.execute(
+                incidents.update().where(incidents.c.id.in_(chosen)).values(assignment_group=name)
+            )
+        tiers = pricing(conn, config)
+    assert [
+        tiers.tier({"source": "snow", "assignment_group": g}) for g in ("Desk", "Shared", "Gone")
+    ] == ["L3", "L1", "L2"]
+    year = parse_period("2025-07-01..2026-06-30", config.zone)
+    plan = {metric: [year] for metric in ("F1", "F3")}
+    with engine.connect() as conn:
+        grouped = compute(conn, config, plan)
+        monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
+        per_record = compute(conn, config, plan)
+    a = {(v.metric, v.dimension): (v.n, v.value) for v in grouped}
+    b = {(v.metric, v.dimension): (v.n, v.value) for v in per_record}
+    assert a.keys() == b.keys() and {"tier=L1", "tier=L2", "tier=L3"} <= {k[1] for k in a}
+    for key, (n, value) in a.items():
+        assert n == b[key][0] and value == pytest.approx(b[key][1]), key
