@@ -635,7 +635,8 @@ def interval_families(
 ) -> list[list[tuple[MetricSpec, Sequence[Period]]]]:
     """Stocks of one record kind with the same start and closing fields share one scan
     (a backlog and its aged part, say), and so does one flow from the same start (the
-    created/resolved ratio): its end is grouped beside theirs. Other flows keep their own."""
+    created/resolved ratio) while their sums fit one read: its end is grouped beside
+    theirs. Other flows keep their own."""
     out: dict[Any, list[tuple[MetricSpec, Sequence[Period]]]] = {}
     flows = []
     for metric, periods in members:
@@ -645,12 +646,14 @@ def interval_families(
             key = ("stock", metric.record, metric.start, tuple(metric.closed_by))
             out.setdefault(key, []).append((metric, periods))
     for metric, periods in flows:
+        # Only while the parts fit one read: a second would group the records again.
         family = next(
             (
                 f
                 for f in out.values()
                 if (f[0][0].record, f[0][0].start) == (metric.record, metric.start)
                 and not any(m.kind == "flow_ratio" for m, _ in f)
+                and len(_parts([*f, (metric, periods)])) <= MAX_PARTS
             ),
             None,
         )
@@ -689,16 +692,7 @@ def grouped_interval_family(
     if len(flows) > 1 or len(closings) > 1 or len({(m.record, m.start) for m in metrics}) > 1:
         raise ValueError("a scan is shared by stocks of one start and closing, and one flow")
     table = CANONICAL_TABLES[metric.record]
-    parts = sorted(
-        {
-            part
-            for m, periods in members
-            for period in periods
-            for part in part_names(m, period)
-            if part[0] != "none"
-        },
-        key=repr,
-    )
+    parts = _parts(members)
     bounds = sorted({moment for part in parts for moment in _moments(part)})
     start = table.c[metric.start or ""]
     grouped: dict[str, ColumnElement[Any]] = {"_start": _bucket(start, bounds)}
@@ -768,6 +762,20 @@ def grouped_interval_family(
     ]
 
 
+def _parts(members: Sequence[tuple[MetricSpec, Sequence[Period]]]) -> list[Part]:
+    """What the database sums for the members' periods (``mapping.stock.part_names``)."""
+    return sorted(
+        {
+            part
+            for m, periods in members
+            for period in periods
+            for part in part_names(m, period)
+            if part[0] != "none"
+        },
+        key=repr,
+    )
+
+
 def _unpacked_positions(
     grouping: Grouping, counted: Any, positions: Sequence[str], size: int
 ) -> Any:
@@ -793,7 +801,7 @@ def _interval_fields(
     values = grouping.packed.decode(key[:keys], skip) if skip else {}
     raw = [name for name in grouping.raw if name not in positions]
     values.update(zip(raw, key[keys:], strict=True))
-    return {name: values[name] for name in grouping.names if name not in positions}
+    return values
 
 
 def _moments(part: Part) -> list[datetime]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -34,6 +34,7 @@ from sqlalchemy import (
 
 T = TypeVar("T")
 INT_CODES = 256  # counts 0..255 are numbered; a larger one makes its field grouped as it is
+DECODED_REMEMBERED = 65536  # decoded key numbers a grouping keeps
 KEY_LIMIT = 2**62  # one key's numbers must fit a signed 64-bit integer on both databases
 
 
@@ -125,13 +126,14 @@ class PackedKeys:
 
     def leading(self, key: ColumnElement[Any], count: int) -> ColumnElement[Any]:
         """SQL for the first key's first ``count`` fields (as one number)."""
-        return key // self._below(count)
+        return key // self.below(count)
 
     def rest(self, key: ColumnElement[Any], count: int) -> ColumnElement[Any]:
         """SQL for the first key without its first ``count`` fields."""
-        return key % self._below(count)
+        return key % self.below(count)
 
-    def _below(self, count: int) -> int:
+    def below(self, count: int) -> int:
+        """The first key's radix under its first ``count`` fields."""
         below = 1
         for _, domain in self.keys[0][count:]:
             below *= domain.size
@@ -178,13 +180,31 @@ class Grouping:
         columns = (*packed.expressions(grouped), *(grouped[name].label(name) for name in raw))
         return cls(packed, raw, columns, tuple(grouped))
 
-    def values(self, row: Sequence[Any], skip_leading: int = 0) -> dict[str, Any]:
-        """The fields' values from a row beginning with ``columns`` (``skip_leading``: its
-        first key without that many leading fields, as ``PackedKeys.rest`` gives it)."""
+    decoded: dict[tuple[int, ...], dict[str, Any]] = field(default_factory=dict, compare=False)
+    """The first key's other fields and the other keys, decoded, by their numbers: rows
+    differ mostly in the leading field (the period segment), so the rest repeats."""
+
+    def values(self, row: Sequence[Any]) -> dict[str, Any]:
+        """The fields' values from a row beginning with ``columns``, the same fields in the
+        same order for every row (not necessarily the order given)."""
         keys = len(self.packed.keys)
-        values = self.packed.decode(row[:keys], skip_leading)
-        values.update(zip(self.raw, row[keys : keys + len(self.raw)], strict=True))
-        return {name: values[name] for name in self.names if name in values}
+        if not keys:
+            return dict(zip(self.raw, row, strict=False))  # its aggregates follow
+        (name, domain), *_ = self.packed.keys[0]
+        below = self.packed.below(1)
+        leading, rest = divmod(int(row[0]), below)
+        numbers = (rest, *row[1:keys])
+        others = self.decoded.get(numbers)
+        if others is None:
+            others = self.packed.decode(numbers, skip_leading=1)
+            if len(self.decoded) < DECODED_REMEMBERED:
+                self.decoded[numbers] = others
+        try:
+            values = {name: domain.value(leading), **others}
+        except Unlisted:
+            raise UnlistedField({name}) from None
+        values.update(zip(self.raw, row[keys:], strict=False))  # its aggregates follow
+        return values
 
 
 def retrying_unlisted(run: Callable[[frozenset[str]], T]) -> T:

@@ -82,6 +82,9 @@ def test_stocks_sharing_a_scan_give_what_each_gives_alone(
     metrics = config.catalogue.by_id()
     families = aggregate.interval_families([(metrics[m], months) for m in ("I4", "I4B", "I3")])
     assert [sorted(m.id for m, _ in f) for f in families] == [["I3", "I4", "I4B"]]
+    every_week = periods_between(year.start, year.end, "week", config.zone)
+    families = aggregate.interval_families([(metrics[m], every_week) for m in ("I4", "I3")])
+    assert len(families) == 2  # their sums would take two reads, each grouping again
     other_start = metrics["I3"].model_copy(update={"id": "I3X", "start": "first_response_at"})
     families = aggregate.interval_families([(metrics["I4"], months), (other_start, months)])
     assert sorted(sorted(m.id for m, _ in f) for f in families) == [["I3X"], ["I4"]]

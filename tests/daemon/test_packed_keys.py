@@ -61,7 +61,7 @@ def _grouped(engine: sa.Engine, table: sa.Table, as_is: frozenset[str] = frozens
     with engine.connect() as conn:
         return Counter(
             {
-                tuple(values.values()): row._n
+                tuple(values[name] for name in grouping.names): row._n
                 for values, row in grouped_records(conn, grouping, query)
             }
         )
