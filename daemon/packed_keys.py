@@ -5,8 +5,8 @@ field: a family grouped by fifteen fields spent 4.3 of its 5.3 s sorting a
 million incidents. Fields whose values are known before the query runs
 (standard codes, flags, counts, the period segment, configured tiers and
 prices) are numbered here and folded by mixed radix into one integer, which the
-sorter compares at once. PostgreSQL hashes the fields instead and gains nothing
-(measured): it groups by them as they are.
+sorter compares at once: that family's query took 3.4 s. PostgreSQL hashes the
+fields instead and gained nothing measurable: it groups by them as they are.
 
 A value outside its field's domain (a coded field a mapping leaves unmapped, a
 count above ``INT_CODES``) gets the field's "other" number; decoding then names
@@ -35,7 +35,7 @@ from sqlalchemy import (
 T = TypeVar("T")
 INT_CODES = 256  # counts 0..255 are numbered; a larger one makes its field grouped as it is
 DECODED_REMEMBERED = 65536  # decoded key numbers a grouping keeps
-KEY_LIMIT = 2**62  # one key's numbers must fit a signed 64-bit integer on both databases
+KEY_LIMIT = 2**62  # one key's numbers must fit SQLite's signed 64-bit integer
 
 
 @dataclass(frozen=True)
