@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from daemon import aggregate
 from daemon.compute import compute
 from daemon.settings import Config
-from mapping.periods import parse_period, periods_between
+from mapping.metrics import MetricValue
+from mapping.periods import Period, parse_period, periods_between
 
 
 def test_every_metric_equals_its_per_record_value(
@@ -52,22 +53,34 @@ def test_every_metric_equals_its_per_record_value(
     plan = {m.id: periods for m in config.catalogue.metric if not m.manual}
     with engine.connect() as conn:
         grouped = compute(conn, config, plan)
-        monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
-        monkeypatch.setattr(aggregate, "population_sql", lambda *_: None)
-        per_record = compute(conn, config, plan)
+        per_record = _per_record(conn, config, plan, monkeypatch)
+    assert _assert_same(grouped, per_record) > 1000
 
-    def keyed(values: list) -> dict:  # type: ignore[type-arg]
-        return {(v.metric, v.period, v.dimension): v for v in values}
 
-    a, b = keyed(grouped), keyed(per_record)
-    assert set(a) == set(b) and len(a) > 1000
+def _per_record(
+    conn: sa.Connection,
+    config: Config,
+    plan: dict[str, list[Period]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[MetricValue]:
+    """The plan's values read record by record: nothing grouped, no population in SQL."""
+    monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
+    monkeypatch.setattr(aggregate, "population_sql", lambda *_: None)
+    return compute(conn, config, plan)
+
+
+def _assert_same(grouped: list[MetricValue], per_record: list[MetricValue]) -> int:
+    """Every value of the grouped path is the per-record path's; returns how many."""
+    a = {(v.metric, v.period, v.dimension): v for v in grouped}
+    b = {(v.metric, v.period, v.dimension): v for v in per_record}
+    assert set(a) == set(b)
     for key, value in a.items():
         other = b[key]
-        assert value.n == other.n, key
-        assert value.exclusions == other.exclusions, key
+        assert (value.n, value.exclusions) == (other.n, other.exclusions), key
         assert value.value == pytest.approx(other.value), key
         assert value.numerator == pytest.approx(other.numerator), key
         assert value.denominator == pytest.approx(other.denominator), key
+    return len(a)
 
 
 def test_stocks_sharing_a_scan_give_what_each_gives_alone(
@@ -290,19 +303,8 @@ def test_values_outside_their_fields_lists_are_grouped_as_they_are(
             grouped = compute(conn, config, plan)
         finally:
             sa.event.remove(engine, "before_cursor_execute", seen)
-        monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
-        monkeypatch.setattr(aggregate, "population_sql", lambda *_: None)
-        per_record = compute(conn, config, plan)
-
-    def keyed(values: list) -> dict:  # type: ignore[type-arg]
-        return {(v.metric, v.period, v.dimension): v for v in values}
-
-    a, b = keyed(grouped), keyed(per_record)
-    assert set(a) == set(b)
-    for key, value in a.items():
-        assert (value.n, value.exclusions) == (b[key].n, b[key].exclusions), key
-        assert value.value == pytest.approx(b[key].value), key
-        assert value.numerator == pytest.approx(b[key].numerator), key
+        per_record = _per_record(conn, config, plan, monkeypatch)
+    _assert_same(grouped, per_record)
     if engine.dialect.name == "sqlite":  # those fields were grouped by their values
         for field in ("state", "reassignment_count", "reopen_count", "tier"):
             assert any(f"AS {field}" in s and "_key0" in s for s in statements), field
@@ -359,10 +361,6 @@ def test_a_groups_tier_is_found_by_id_first_then_the_lowest_by_name(
     plan = {metric: [year] for metric in ("F1", "F3")}
     with engine.connect() as conn:
         grouped = compute(conn, config, plan)
-        monkeypatch.setattr(aggregate, "can_group", lambda *_: False)
-        per_record = compute(conn, config, plan)
-    a = {(v.metric, v.dimension): (v.n, v.value) for v in grouped}
-    b = {(v.metric, v.dimension): (v.n, v.value) for v in per_record}
-    assert a.keys() == b.keys() and {"tier=L1", "tier=L2", "tier=L3"} <= {k[1] for k in a}
-    for key, (n, value) in a.items():
-        assert n == b[key][0] and value == pytest.approx(b[key][1]), key
+        per_record = _per_record(conn, config, plan, monkeypatch)
+    _assert_same(grouped, per_record)
+    assert {"tier=L1", "tier=L2", "tier=L3"} <= {v.dimension for v in grouped}
