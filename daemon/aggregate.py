@@ -27,6 +27,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     Connection,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     String,
     and_,
     case,
+    cast,
     func,
     literal,
     literal_column,
@@ -43,9 +45,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import FromClause
-from sqlalchemy.sql.sqltypes import NullType
 
 from daemon import attribution_store
 from daemon.attribution_sql import attributed_source, in_scope
@@ -558,25 +558,38 @@ def _hours_list(
 def _moments_list(
     conn: Connection, start: ColumnElement[Any], end: ColumnElement[Any]
 ) -> ColumnElement[Any]:
-    """The records' (start, end) pairs, one aggregate per group (valid groups only)."""
-    if conn.dialect.name == "postgresql":  # as the driver returns them: no per-item typing
-        return type_coerce(func.array_agg(postgresql.array([start, end])), NullType())
-    return func.group_concat(start.op("||")(literal("|")).op("||")(end))
+    """The records' starts and ends as UTC epoch microseconds, one aggregate per group
+    (valid groups only): numbers a calendar places directly (``BusinessClock.hours_of_pairs``)."""
+    if conn.dialect.name == "postgresql":  # eight bytes each, big-endian, read by array('q')
+        pair = func.int8send(_epoch_micros(conn, start)).op("||")(
+            func.int8send(_epoch_micros(conn, end))
+        )
+        return func.string_agg(pair, literal_column("''::bytea"))
+    first, second = (cast(_epoch_micros(conn, m), String) for m in (start, end))
+    return func.group_concat(first.op("||")(literal(",")).op("||")(second))
+
+
+def _epoch_micros(conn: Connection, moment: ColumnElement[Any]) -> ColumnElement[Any]:
+    """Microseconds since 1970 (UTC) of a stored moment, exactly (no float on the way)."""
+    if conn.dialect.name == "postgresql":  # extract's numeric keeps every microsecond
+        return cast(func.extract("epoch", moment) * 1_000_000, BigInteger)
+    # stored as "YYYY-MM-DD HH:MM:SS.ffffff": whole seconds, then the fraction's digits
+    # (strftime of the whole text would truncate a fraction before 1970 the wrong way)
+    seconds = cast(func.strftime("%s", func.substr(moment, 1, 19)), BigInteger)
+    return seconds * 1_000_000 + cast(func.substr(moment, 21, 6), BigInteger)
 
 
 def _business_hours(clock: BusinessClock, moments: Any) -> list[float]:
     """Working hours of each (start, end) pair, on the group's calendar."""
-    if isinstance(moments, str):  # SQLite: "start|end,start|end,..." as stored
-        pairs = [pair.split("|") for pair in moments.split(",")]
-        return [
-            clock.hours(_utc(datetime.fromisoformat(a)), _utc(datetime.fromisoformat(b)))
-            for a, b in pairs
-        ]
-    return [clock.hours(_utc(a), _utc(b)) for a, b in moments]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    numbers: Sequence[int]
+    if isinstance(moments, str):  # SQLite: "start,end,start,end,..."
+        numbers = list(map(int, moments.split(",")))
+    else:  # PostgreSQL: big-endian int8s, start and end by turns
+        packed = array("q", bytes(moments))
+        if sys.byteorder == "little":
+            packed.byteswap()
+        numbers = packed
+    return clock.hours_of_pairs(numbers[0::2], numbers[1::2])
 
 
 def _samples(hours: Any) -> Sequence[float]:

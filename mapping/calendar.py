@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import itertools
 import re
+from bisect import bisect_right
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mapping.periods import ZoneName
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_COUNTED_DAYS = 40 * 366  # a running count longer than this: walk the days instead
 _SPAN = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -89,6 +93,7 @@ class BusinessClock:
         # (first local day, working microseconds before each day from it): replaced whole,
         # never changed in place, as the clock is shared by every thread's computations
         self._count_table: tuple[date, list[int]] | None = None
+        self._edge_table: _Edges | None = None  # the same count on epoch microseconds
 
     def _working(self, day: date) -> list[tuple[datetime, datetime, int]]:
         """The day's working spans in UTC, each with its length in microseconds."""
@@ -175,6 +180,82 @@ class BusinessClock:
 
     def hours(self, start: datetime, end: datetime) -> float:
         return self.seconds(start, end) / 3600
+
+    def hours_of_pairs(self, starts: Sequence[int], ends: Sequence[int]) -> list[float]:
+        """``hours`` of each (start, end) given as UTC epoch microseconds, exactly as the
+        moments would give: a grouped duration's records come as numbers, and placing two
+        numbers on the count (a binary search each) costs a tenth of making two datetimes
+        and cutting their local days (C6 over a year at a million incidents: 2 s of 3)."""
+        if not starts:
+            return []
+        edges = self._edges(min(starts), max(ends))
+        if edges is None:  # moments decades apart, or a calendar whose spans fold over
+            return [
+                self.hours(_moment(start), _moment(end))
+                for start, end in zip(starts, ends, strict=True)
+            ]
+        at, before = edges.at, edges.before
+        out = []
+        for start, end in zip(starts, ends, strict=True):
+            if end <= start:
+                out.append(0.0)
+                continue
+            i, j = bisect_right(at, start), bisect_right(at, end)
+            # past an odd number of edges a moment is inside a span: its part counts too
+            began = before[i - 1] + (start - at[i - 1] if i & 1 else 0) if i else 0
+            ended = before[j - 1] + (end - at[j - 1] if j & 1 else 0) if j else 0
+            out.append((ended - began) / 1_000_000 / 3600)
+        return out
+
+    def _edges(self, lo: int, hi: int) -> _Edges | None:
+        """Every span's start and end from before ``lo`` to after ``hi`` (epoch µs), each
+        with the working microseconds counted before it; None when that would cover more than
+        ``MAX_COUNTED_DAYS`` or a span ends before it starts in UTC (a DST gap inside it)."""
+        table = self._edge_table
+        if table is not None and table.lo <= lo and hi < table.hi:
+            return table
+        first = _moment(lo).astimezone(self._zone).date() - timedelta(days=366)
+        last = _moment(hi).astimezone(self._zone).date() + timedelta(days=366)
+        if table is not None:
+            first, last = min(first, table.first), max(last, table.last)
+        if (last - first).days >= MAX_COUNTED_DAYS:
+            return None
+        at: list[int] = []
+        before: list[int] = []
+        total = 0
+        for offset in range((last - first).days + 1):
+            for start, end, length in self._working(first + timedelta(days=offset)):
+                at += (_epoch_micros(start), _epoch_micros(end))
+                before += (total, total + length)
+                total += length
+        if any(b < a for a, b in itertools.pairwise(at)):
+            return None
+        lo_bound = _epoch_micros(self._at(first, 0))
+        hi_bound = _epoch_micros(self._at(last + timedelta(days=1), 0))
+        table = _Edges(first, last, lo_bound, hi_bound, at, before)
+        self._edge_table = table  # replaced whole: other threads may be reading the old one
+        return table
+
+
+class _Edges(NamedTuple):
+    """A calendar's spans from ``first`` to ``last`` (local days) as epoch microseconds: [lo,
+    hi) the moments they place, ``at`` each span's start and end, ``before`` the working
+    microseconds counted before each."""
+
+    first: date
+    last: date
+    lo: int
+    hi: int
+    at: list[int]
+    before: list[int]
+
+
+def _epoch_micros(moment: datetime) -> int:
+    return _microseconds(moment - EPOCH)
+
+
+def _moment(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
 
 
 def _microseconds(span: timedelta) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +364,36 @@ def test_a_groups_tier_is_found_by_id_first_then_the_lowest_by_name(
         per_record = _per_record(conn, config, plan, monkeypatch)
     _assert_same(grouped, per_record)
     assert {"tier=L1", "tier=L2", "tier=L3"} <= {v.dimension for v in grouped}
+
+
+def test_stored_moments_come_back_as_exact_epoch_microseconds(db_url: str) -> None:
+    """Business hours of grouped records are counted from the database's own epoch
+    microseconds: every stored moment must give exactly its own, a fraction before 1970
+    and a leap day included, or a duration would drift from its explanation."""
+    from daemon.models import UTCDateTime
+
+    moments = [
+        datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 0, 0, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 58, 500000, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2107, 6, 1, 12, 30, 15, 250000, tzinfo=UTC),
+    ]
+    engine = sa.create_engine(db_url)
+    table = sa.Table(
+        "moments",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", UTCDateTime()),
+    )
+    try:
+        with engine.begin() as conn:
+            table.create(conn)
+            conn.execute(table.insert(), [{"id": i, "at": m} for i, m in enumerate(moments)])
+            stored = conn.execute(
+                sa.select(aggregate._epoch_micros(conn, table.c.at)).order_by(table.c.id)
+            ).scalars()
+            epoch = datetime(1970, 1, 1, tzinfo=UTC)
+            assert list(stored) == [(m - epoch) // timedelta(microseconds=1) for m in moments]
+    finally:
+        engine.dispose()

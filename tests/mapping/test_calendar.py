@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -164,3 +165,54 @@ def test_moments_decades_apart_are_counted_as_near_ones_are() -> None:
     assert clock.hours(local(1931, 5, 11, 9), local(2026, 5, 11, 10)) == pytest.approx(
         walked_seconds(office(), local(1931, 5, 11, 9), local(2026, 5, 11, 10)) / 3600
     )
+
+
+def micros(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+# a Sunday span across the spring change's missing hour: in UTC it ends before it starts
+FOLDED = CalendarSpec(name="folded", zone="Europe/Amsterdam", hours={"sun": "02:45-03:15"})
+WIDE_MOMENTS = st.datetimes(
+    min_value=datetime(1960, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    calendar=st.sampled_from([*CALENDARS, FOLDED]),
+    pairs=st.lists(st.tuples(MOMENTS, MOMENTS), min_size=1, max_size=20),
+    far=st.lists(st.tuples(WIDE_MOMENTS, WIDE_MOMENTS), max_size=2),
+)
+def test_moments_as_epoch_microseconds_count_exactly_as_the_moments_do(
+    calendar: CalendarSpec, pairs: list[tuple[datetime, datetime]], far: list[Any]
+) -> None:
+    """A grouped duration hands the clock numbers, not datetimes: every pair must come out
+    as the same float, reversed and equal pairs 0, moments decades apart included."""
+    clock = calendar.clock()
+    every = pairs + far
+    starts, ends = [micros(a) for a, _ in every], [micros(b) for _, b in every]
+    assert clock.hours_of_pairs(starts, ends) == [clock.hours(a, b) for a, b in every]
+
+
+def test_epoch_microseconds_on_span_edges_and_across_a_dst_change() -> None:
+    clock = office(holidays=["2026-03-30"]).clock()
+    edges = [
+        (local(2026, 3, 27, 8), local(2026, 3, 27, 18)),  # a whole day, edge to edge
+        (local(2026, 3, 27, 18), local(2026, 3, 31, 8)),  # end of Friday to Tuesday's start
+        (local(2026, 3, 27, 17, 59, 59, 999999), local(2026, 3, 31, 8, 0, 0, 1)),  # 2 µs
+        (local(2026, 10, 23, 12), local(2026, 10, 26, 12)),  # over the autumn change
+        (local(2026, 5, 11, 12), local(2026, 5, 11, 9)),  # reversed
+    ]
+    starts, ends = [micros(a) for a, _ in edges], [micros(b) for _, b in edges]
+    assert clock.hours_of_pairs(starts, ends) == [10.0, 0.0, 2 / 3_600_000_000, 10.0, 0.0]
+
+
+def test_a_span_folded_by_a_dst_change_is_counted_as_the_moments_count_it() -> None:
+    """Local 02:45-03:15 on the spring change's Sunday ends, in UTC, before it starts: no
+    sorted list of edges can hold it, so such a calendar is counted moment by moment."""
+    clock = FOLDED.clock()
+    moments = [datetime(2026, 3, 29, 1, minute, tzinfo=UTC) for minute in (0, 20, 30, 40, 50)]
+    pairs = [(a, b) for a in moments for b in moments]
+    starts, ends = [micros(a) for a, _ in pairs], [micros(b) for _, b in pairs]
+    assert clock.hours_of_pairs(starts, ends) == [clock.hours(a, b) for a, b in pairs]
