@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -395,5 +396,41 @@ def test_stored_moments_come_back_as_exact_epoch_microseconds(db_url: str) -> No
             ).scalars()
             epoch = datetime(1970, 1, 1, tzinfo=UTC)
             assert list(stored) == [(m - epoch) // timedelta(microseconds=1) for m in moments]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 12, 57])
+def test_a_moment_is_placed_between_the_boundaries_it_lies_between(db_url: str, count: int) -> None:
+    """The database places every record among the periods' boundaries (a binary search
+    written as nested CASEs): on a boundary counts as past it, none stays none."""
+    from daemon.models import UTCDateTime
+
+    first = datetime(2025, 6, 30, 22, tzinfo=UTC)
+    bounds = [first + timedelta(days=7 * k, hours=k % 3) for k in range(count)]
+    moments = [
+        first - timedelta(days=1),
+        *bounds,
+        *(b + timedelta(microseconds=1) for b in bounds),
+        *(b - timedelta(microseconds=1) for b in bounds),
+        first + timedelta(days=7 * count + 1),
+        None,
+    ]
+    engine = sa.create_engine(db_url)
+    table = sa.Table(
+        "moments",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", UTCDateTime()),
+    )
+    try:
+        with engine.begin() as conn:
+            table.create(conn)
+            conn.execute(table.insert(), [{"id": i, "at": m} for i, m in enumerate(moments)])
+            placed = conn.execute(
+                sa.select(aggregate._bucket(table.c.at, bounds)).order_by(table.c.id)
+            ).scalars()
+            expected = [None if m is None else bisect_right(bounds, m) for m in moments]
+            assert list(placed) == expected
     finally:
         engine.dispose()
