@@ -51,6 +51,7 @@ from daemon import attribution_store
 from daemon.attribution_sql import attributed_source, in_scope
 from daemon.computation_tables import span_for
 from daemon.derive import ATTRIBUTION_FIELDS, sla_record_sources
+from daemon.grouped_select import COUNT, Aggregate, grouped_select
 from daemon.models import CANONICAL_TABLES, UTCDateTime
 from daemon.packed_keys import (
     INT_CODES,
@@ -427,7 +428,7 @@ def grouped_family(
         if name in empty_only:  # derived ones too: an attributed change is tested, not shown
             column = case((column.is_(None), null()), else_=literal("1"))
         grouped[name] = column
-    extra: list[Any] = []
+    aggregates = [COUNT]
     if timed is not None:  # before the joins are read: its start may need one (I10)
         start, end = (
             expressions.of(name) if name in derived else table.c[name]
@@ -440,9 +441,9 @@ def grouped_family(
             else_="ok",
         )
         if timed.clock == "business":  # the moments: hours are counted on a calendar
-            extra.append(_moments_list(conn, start, end).label("_moments"))
+            aggregates.append(_moments_list(conn, start, end))
         else:
-            extra.append(_hours_list(conn, start, end).label("_hours"))
+            aggregates.append(_hours_list(conn, start, end))
     source: FromClause = table
     for joined, on in expressions.joins:
         source = source.outerjoin(joined, on)
@@ -455,17 +456,14 @@ def grouped_family(
     # counted within it): high-priority time to restore reads a tenth of the incidents.
     population = population_sql(metric) if len(metrics) == 1 else None
 
+    where = [
+        *cohort_range(conn, table, metric.cohort, bounds[0], bounds[-1]),
+        table.c.deleted_at.is_(None),
+        *([population] if population is not None else []),
+    ]
+
     def query(columns: Sequence[Any]) -> Any:
-        statement = (
-            select(*columns, func.count().label("_n"), *extra)
-            .select_from(source)
-            .where(
-                *cohort_range(conn, table, metric.cohort, bounds[0], bounds[-1]),
-                table.c.deleted_at.is_(None),
-            )
-            .group_by(*_positions(len(columns), first=1))
-        )
-        return statement.where(population) if population is not None else statement
+        return grouped_select(conn, columns, aggregates, source, where)
 
     def evaluate(as_is: frozenset[str]) -> list[MetricValue]:
         grouping = Grouping.of(grouped, domains, as_is)
@@ -535,15 +533,7 @@ def _conditions(metric: MetricSpec) -> list[Any]:
     return [condition for f in filters for condition in f.conditions]
 
 
-def _positions(count: int, first: int = 2) -> list[Any]:
-    """GROUP BY the select list's columns first..first+count-1 by position: PostgreSQL
-    refuses a constant written in GROUP BY (an SLA type a source lacks is NULL)."""
-    return [literal_column(str(i)) for i in range(first, first + count)]
-
-
-def _hours_list(
-    conn: Connection, start: ColumnElement[Any], end: ColumnElement[Any]
-) -> ColumnElement[Any]:
+def _hours_list(conn: Connection, start: ColumnElement[Any], end: ColumnElement[Any]) -> Aggregate:
     """The records' hours from start to end, one aggregate per group (groups are kept
     apart by whether start and end are valid, so only valid groups' lists are read)."""
     if conn.dialect.name == "postgresql":
@@ -551,23 +541,29 @@ def _hours_list(
         # Sent packed (float8send: eight bytes each, big-endian) and read whole by
         # array('d'): an array_agg's text was printed and parsed number by number.
         hours = func.date_part("epoch", end - start) / 3600.0
-        return func.string_agg(func.float8send(hours), literal_column("''::bytea"))
+        return Aggregate(
+            "_hours",
+            lambda h: func.string_agg(func.float8send(h), literal_column("''::bytea")),
+            hours,
+        )
     hours = (func.julianday(end) - func.julianday(start)) * 24.0
-    return func.group_concat(hours)
+    return Aggregate("_hours", func.group_concat, hours)
 
 
 def _moments_list(
     conn: Connection, start: ColumnElement[Any], end: ColumnElement[Any]
-) -> ColumnElement[Any]:
+) -> Aggregate:
     """The records' starts and ends as UTC epoch microseconds, one aggregate per group
     (valid groups only): numbers a calendar places directly (``BusinessClock.hours_of_pairs``)."""
     if conn.dialect.name == "postgresql":  # eight bytes each, big-endian, read by array('q')
         pair = func.int8send(_epoch_micros(conn, start)).op("||")(
             func.int8send(_epoch_micros(conn, end))
         )
-        return func.string_agg(pair, literal_column("''::bytea"))
+        return Aggregate(
+            "_moments", lambda p: func.string_agg(p, literal_column("''::bytea")), pair
+        )
     first, second = (cast(_epoch_micros(conn, m), String) for m in (start, end))
-    return func.group_concat(first.op("||")(literal(",")).op("||")(second))
+    return Aggregate("_moments", func.group_concat, first.op("||")(literal(",")).op("||")(second))
 
 
 def _epoch_micros(conn: Connection, moment: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -746,12 +742,13 @@ def grouped_interval_family(
         as_is: frozenset[str],
     ) -> dict[tuple[Any, ...], tuple[dict[str, Any], dict[Part, float]]]:
         grouping = Grouping.of(grouped, domains, as_is)
-        counted = (
-            select(*grouping.columns, func.count().label("_n"))
-            .where(table.c.deleted_at.is_(None), start.is_not(None), or_(*windows))
-            .group_by(*_positions(len(grouping.columns), first=1))
-            .subquery("positions")
-        )
+        counted = grouped_select(
+            conn,
+            grouping.columns,
+            [COUNT],
+            table,
+            [table.c.deleted_at.is_(None), start.is_not(None), or_(*windows)],
+        ).subquery("positions")
         skip = 0
         if grouping.packed.names()[: len(positions)] == positions:
             # the positions lead the first key: taken apart here, the rest stays packed
