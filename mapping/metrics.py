@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from mapping.calendar import CalendarChoice
 from mapping.catalogue import MetricSpec
 from mapping.periods import Period
@@ -92,17 +94,44 @@ def add_exactly(partials: list[float], value: float) -> None:
     partials[i:] = [value]
 
 
-def _percentile(samples: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (the 'inclusive' method spreadsheets use)."""
-    ordered = sorted(samples)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
+def _ranked(samples: Sequence[float], ranks: Sequence[int]) -> list[float]:
+    """The ``ranks``-th smallest samples (0-based), by partition rather than a sort: a
+    year's durations put every record's hours in a bucket per period and breakdown, and
+    sorting each bucket was the median's whole cost (0.4 s of a family's 1.1 s in Python)."""
+    if isinstance(samples, array) and samples.typecode == "d":
+        values = np.frombuffer(samples, dtype=np.float64)  # no copy
+    else:
+        values = np.asarray(samples, dtype=np.float64)
+    placed = np.partition(values, ranks)
+    return [float(placed[rank]) for rank in ranks]
 
 
-ORDER_STATISTICS = frozenset({"median", "p90"})  # computed from the sorted samples
+def _median(samples: Sequence[float]) -> float:
+    """As ``statistics.median``: the middle value, or the mean of the middle two."""
+    n = len(samples)
+    if n == 0:
+        raise statistics.StatisticsError("no median for empty data")
+    if n % 2:
+        return _ranked(samples, [n // 2])[0]
+    low, high = _ranked(samples, [n // 2 - 1, n // 2])
+    return (low + high) / 2
+
+
+def _percentile(samples: Sequence[float], q: int) -> float:
+    """Linear-interpolated percentile (the 'inclusive' method spreadsheets use), exactly as
+    ``statistics.quantiles(samples, n=100, method="inclusive")[q - 1]`` computes it."""
+    n = len(samples)
+    if n == 0:
+        raise statistics.StatisticsError("no percentile for empty data")
+    if n == 1:
+        return float(samples[0])
+    j, delta = divmod(q * (n - 1), 100)
+    low, high = _ranked(samples, [j, j + 1])
+    return (low * (100 - delta) + high * delta) / 100
+
+
 STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
-    "median": statistics.median,
+    "median": _median,
     "mean": statistics.fmean,
     "p90": lambda s: _percentile(s, 90),
 }
@@ -317,12 +346,6 @@ class Evaluation:
                         excluded[key][reason] += group.count
                     else:
                         members[key].append(group)
-        if self.metric.statistic in ORDER_STATISTICS:
-            # Each group's samples sorted once: a bucket's sort then merges ready runs,
-            # and a group lands in a bucket per period and dimension.
-            for group in self._groups.values():
-                if len(group.samples) > 1:
-                    group.samples = array("d", sorted(group.samples))
         out = []
         keys = set(members) | set(excluded) | {(n, ALL) for n in range(len(periods))}
         for number, dimension in sorted(keys, key=_in_order):

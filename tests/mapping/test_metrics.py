@@ -8,6 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.defaults import config_dir
 from mapping import metrics as metrics_module
@@ -220,3 +222,33 @@ def test_durations_to_first_response_and_fulfilment(catalogue: Catalogue) -> Non
     ] + [{"source": "snow", "state": "cancelled", "opened_at": at(1), "closed_at": at(5)}]
     i12 = only_all(evaluate(metrics["I12"], items, [MAY]), "2026-05")
     assert (i12.value, i12.n, i12.exclusions) == (20.0, 3, {"cancelled": 1})
+
+
+SAMPLE_LISTS = st.lists(
+    st.one_of(
+        st.floats(min_value=0, max_value=1e6, allow_nan=False),
+        st.sampled_from([0.0, 0.5, 1.25, 7.0]),  # ties, as rounded durations give
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(samples=SAMPLE_LISTS)
+def test_median_and_p90_are_the_standard_librarys_to_the_last_bit(samples: list[float]) -> None:
+    """Order statistics are taken by partition, not by sorting; the value must be exactly
+    statistics.median's and the spreadsheet (inclusive) percentile's, from an array or a list."""
+    import statistics
+    from array import array
+
+    from mapping.metrics import STATISTICS
+
+    expected_p90 = (
+        samples[0]
+        if len(samples) == 1
+        else statistics.quantiles(samples, n=100, method="inclusive")[89]
+    )
+    for given_as in (samples, array("d", samples)):
+        assert STATISTICS["median"](given_as) == statistics.median(samples)
+        assert STATISTICS["p90"](given_as) == expected_p90
