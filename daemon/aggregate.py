@@ -266,18 +266,13 @@ class _Expressions:
                 window = timedelta(hours=self.config.catalogue.attribution.window_hours)
                 reach = in_scope(incidents, self.scope, window)
                 where.append(or_(incidents.c.caused_by.is_not(None), *reach))
-            self._caused = (
-                select(
-                    incidents.c.source,
-                    change.label("change"),
-                    func.count().label("incidents"),
-                    func.sum(cost).label("cost"),
-                )
-                .select_from(source)
-                .where(*where)
-                .group_by(incidents.c.source, change)
-                .subquery("caused")
-            )
+            self._caused = grouped_select(
+                self.conn,
+                [incidents.c.source, change.label("change")],
+                [Aggregate("incidents", lambda _: func.count()), Aggregate("cost", func.sum, cost)],
+                source,
+                where,
+            ).subquery("caused")
             t = self.table.c
             on = and_(self._caused.c.source == t.source, self._caused.c.change == t.source_id)
             self.joins.append((self._caused, on))
