@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -367,19 +368,13 @@ def test_a_groups_tier_is_found_by_id_first_then_the_lowest_by_name(
     assert {"tier=L1", "tier=L2", "tier=L3"} <= {v.dimension for v in grouped}
 
 
-def test_stored_moments_come_back_as_exact_epoch_microseconds(db_url: str) -> None:
-    """Business hours of grouped records are counted from the database's own epoch
-    microseconds: every stored moment must give exactly its own, a fraction before 1970
-    and a leap day included, or a duration would drift from its explanation."""
+def _moments_read(
+    db_url: str, moments: list[datetime | None], read: Callable[[sa.Connection, Any], Any]
+) -> list[Any]:
+    """``read(conn, column)`` over a table of ``moments`` stored as the store stores them
+    (``UTCDateTime``), one value per moment, in their order."""
     from daemon.models import UTCDateTime
 
-    moments = [
-        datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=UTC),
-        datetime(2024, 2, 29, 23, 0, 0, 1, tzinfo=UTC),
-        datetime(1969, 12, 31, 23, 59, 58, 500000, tzinfo=UTC),
-        datetime(1970, 1, 1, tzinfo=UTC),
-        datetime(2107, 6, 1, 12, 30, 15, 250000, tzinfo=UTC),
-    ]
     engine = sa.create_engine(db_url)
     table = sa.Table(
         "moments",
@@ -391,24 +386,35 @@ def test_stored_moments_come_back_as_exact_epoch_microseconds(db_url: str) -> No
         with engine.begin() as conn:
             table.create(conn)
             conn.execute(table.insert(), [{"id": i, "at": m} for i, m in enumerate(moments)])
-            stored = conn.execute(
-                sa.select(aggregate._epoch_micros(conn, table.c.at)).order_by(table.c.id)
-            ).scalars()
-            epoch = datetime(1970, 1, 1, tzinfo=UTC)
-            assert list(stored) == [(m - epoch) // timedelta(microseconds=1) for m in moments]
+            query = sa.select(read(conn, table.c.at)).order_by(table.c.id)
+            return list(conn.execute(query).scalars())
     finally:
         engine.dispose()
+
+
+def test_stored_moments_come_back_as_exact_epoch_microseconds(db_url: str) -> None:
+    """Business hours of grouped records are counted from the database's own epoch
+    microseconds: every stored moment must give exactly its own, a fraction before 1970
+    and a leap day included, or a duration would drift from its explanation."""
+    moments: list[datetime | None] = [
+        datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 0, 0, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 58, 500000, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2107, 6, 1, 12, 30, 15, 250000, tzinfo=UTC),
+    ]
+    stored = _moments_read(db_url, moments, aggregate._epoch_micros)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert stored == [(m - epoch) // timedelta(microseconds=1) for m in moments if m]
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 12, 57])
 def test_a_moment_is_placed_between_the_boundaries_it_lies_between(db_url: str, count: int) -> None:
     """The database places every record among the periods' boundaries (a binary search
     written as nested CASEs): on a boundary counts as past it, none stays none."""
-    from daemon.models import UTCDateTime
-
     first = datetime(2025, 6, 30, 22, tzinfo=UTC)
     bounds = [first + timedelta(days=7 * k, hours=k % 3) for k in range(count)]
-    moments = [
+    moments: list[datetime | None] = [
         first - timedelta(days=1),
         *bounds,
         *(b + timedelta(microseconds=1) for b in bounds),
@@ -416,21 +422,5 @@ def test_a_moment_is_placed_between_the_boundaries_it_lies_between(db_url: str, 
         first + timedelta(days=7 * count + 1),
         None,
     ]
-    engine = sa.create_engine(db_url)
-    table = sa.Table(
-        "moments",
-        sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("at", UTCDateTime()),
-    )
-    try:
-        with engine.begin() as conn:
-            table.create(conn)
-            conn.execute(table.insert(), [{"id": i, "at": m} for i, m in enumerate(moments)])
-            placed = conn.execute(
-                sa.select(aggregate._bucket(table.c.at, bounds)).order_by(table.c.id)
-            ).scalars()
-            expected = [None if m is None else bisect_right(bounds, m) for m in moments]
-            assert list(placed) == expected
-    finally:
-        engine.dispose()
+    placed = _moments_read(db_url, moments, lambda _, at: aggregate._bucket(at, bounds))
+    assert placed == [None if m is None else bisect_right(bounds, m) for m in moments]
