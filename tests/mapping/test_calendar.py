@@ -210,9 +210,13 @@ def test_epoch_microseconds_on_span_edges_and_across_a_dst_change() -> None:
 
 def test_a_span_folded_by_a_dst_change_is_counted_as_the_moments_count_it() -> None:
     """Local 02:45-03:15 on the spring change's Sunday ends, in UTC, before it starts: no
-    sorted list of edges can hold it, so such a calendar is counted moment by moment."""
+    sorted list of edges can hold it, so such a calendar is walked day by day, where a
+    span counts its overlap with the range and never less than nothing."""
     clock = FOLDED.clock()
     moments = [datetime(2026, 3, 29, 1, minute, tzinfo=UTC) for minute in (0, 20, 30, 40, 50)]
     pairs = [(a, b) for a in moments for b in moments]
     starts, ends = [micros(a) for a, _ in pairs], [micros(b) for _, b in pairs]
-    assert clock.hours_of_pairs(starts, ends) == [clock.hours(a, b) for a, b in pairs]
+    hours = [clock.hours(a, b) for a, b in pairs]
+    assert clock.hours_of_pairs(starts, ends) == hours
+    assert hours == [walked_seconds(FOLDED, a, b) / 3600 if b > a else 0.0 for a, b in pairs]
+    assert min(hours) == 0.0
