@@ -93,7 +93,6 @@ class BusinessClock:
         # every span's edges with the count before each: replaced whole, never changed in
         # place, as the clock is shared by every thread's computations
         self._edge_table: _Edges | None = None
-        self._folded = False  # a span ends before it starts in UTC: every duration walks
 
     def _working(self, day: date) -> list[tuple[datetime, datetime, int]]:
         """The day's working spans in UTC, each with its length in microseconds."""
@@ -108,9 +107,15 @@ class BusinessClock:
         return spans
 
     def _at(self, day: date, seconds: int) -> datetime:
+        """The moment the local clock shows ``seconds`` into ``day``; a time the clock skips
+        (a spring DST change's missing hour) is the moment it jumps to: 02:45-03:15 on
+        that Sunday in Amsterdam is worked from 03:00, a quarter of an hour."""
         day, seconds = (day + timedelta(days=1), 0) if seconds == 86400 else (day, seconds)
-        local = datetime.combine(day, time(seconds // 3600, seconds % 3600 // 60), self._zone)
-        return local.astimezone(UTC)
+        wall = datetime.combine(day, time(seconds // 3600, seconds % 3600 // 60))
+        moment = wall.replace(tzinfo=self._zone).astimezone(UTC)
+        if moment.astimezone(self._zone).replace(tzinfo=None) == wall:
+            return moment
+        return _jump(wall, self._zone)
 
     def seconds(self, start: datetime, end: datetime) -> float:
         """Working seconds in [start, end); 0 when end is not after start."""
@@ -118,7 +123,7 @@ class BusinessClock:
             return 0.0
         began, ended = _epoch_micros(start), _epoch_micros(end)
         edges = self._edges(began, ended)
-        if edges is None:  # moments decades apart, or a calendar whose spans fold over
+        if edges is None:  # moments decades apart
             return self._walk(start, end)
         return (edges.count(ended) - edges.count(began)) / 1_000_000
 
@@ -159,12 +164,11 @@ class BusinessClock:
     def _edges(self, lo: int, hi: int) -> _Edges | None:
         """Every span's start and end from before ``lo`` to after ``hi`` (epoch µs), each
         with the working microseconds counted before it; None when that would cover more than
-        ``MAX_COUNTED_DAYS`` or a span ends before it starts in UTC (a DST gap inside it)."""
+        ``MAX_COUNTED_DAYS``. The edges come sorted: local times map to moments in order
+        (a skipped time to the moment the clock jumps to, a repeated one to its first)."""
         table = self._edge_table
         if table is not None and table.lo <= lo and hi < table.hi:
             return table
-        if self._folded:
-            return None
         first = _moment(lo).astimezone(self._zone).date() - timedelta(days=366)
         last = _moment(hi).astimezone(self._zone).date() + timedelta(days=366)
         if table is not None:
@@ -179,9 +183,6 @@ class BusinessClock:
                 at += (_epoch_micros(start), _epoch_micros(end))
                 before += (total, total + length)
                 total += length
-        if any(b < a for a, b in itertools.pairwise(at)):
-            self._folded = True
-            return None
         lo_bound = _epoch_micros(self._at(first, 0))
         hi_bound = _epoch_micros(self._at(last + timedelta(days=1), 0))
         table = _Edges(first, last, lo_bound, hi_bound, at, before)
@@ -208,6 +209,21 @@ class _Edges(NamedTuple):
         if not i:
             return 0
         return self.before[i - 1] + (moment - self.at[i - 1] if i & 1 else 0)
+
+
+def _jump(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The moment a zone's clock jumps over the (skipped) local time ``wall``: read with the
+    offset before the change it lies after the jump, with the offset after it before;
+    the change (on a whole second, as the zone database has them) is found between."""
+    early, late = sorted(int(wall.replace(tzinfo=zone, fold=fold).timestamp()) for fold in (0, 1))
+    after = _moment(late * 1_000_000).astimezone(zone).utcoffset()
+    while late - early > 1:
+        middle = (early + late) // 2
+        if _moment(middle * 1_000_000).astimezone(zone).utcoffset() == after:
+            late = middle
+        else:
+            early = middle
+    return _moment(late * 1_000_000)
 
 
 def _epoch_micros(moment: datetime) -> int:

@@ -94,6 +94,16 @@ def test_bad_hours_are_refused_with_what_is_wrong(hours: dict[str, str], message
         CalendarSpec(name="bad", hours=hours)
 
 
+def shown(zone: ZoneInfo, wall: datetime) -> datetime:
+    """The (UTC) moment the zone's clock first shows ``wall`` or, when it skips it, the first
+    minute it does show after it: elapsed time, not wall time, is counted."""
+    while True:
+        moment = wall.replace(tzinfo=zone).astimezone(UTC)
+        if moment.astimezone(zone).replace(tzinfo=None) == wall:
+            return moment
+        wall += timedelta(minutes=1)
+
+
 def walked_seconds(spec: CalendarSpec, start: datetime, end: datetime) -> float:
     """The definition, day by day: each local day's working spans overlapped with the range."""
     zone = ZoneInfo(spec.zone)
@@ -104,12 +114,11 @@ def walked_seconds(spec: CalendarSpec, start: datetime, end: datetime) -> float:
         if text and day not in spec.holidays:
             for part in text.split(","):
                 begin, finish = (t.strip() for t in part.split("-"))
-                lo = datetime.combine(day, time.fromisoformat(begin), zone)
+                lo = shown(zone, datetime.combine(day, time.fromisoformat(begin)))
                 if finish == "24:00":
-                    hi = datetime.combine(day + timedelta(days=1), time(0), zone)
+                    hi = shown(zone, datetime.combine(day + timedelta(days=1), time(0)))
                 else:
-                    hi = datetime.combine(day, time.fromisoformat(finish), zone)
-                lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)  # elapsed, not wall, time
+                    hi = shown(zone, datetime.combine(day, time.fromisoformat(finish)))
                 overlap = min(hi, end) - max(lo, start)
                 total += max(overlap, timedelta(0))
         day += timedelta(days=1)
@@ -171,7 +180,7 @@ def micros(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-# a Sunday span across the spring change's missing hour: in UTC it ends before it starts
+# a Sunday span starting in the hour the spring change skips (02:00-03:00 in Amsterdam)
 FOLDED = CalendarSpec(name="folded", zone="Europe/Amsterdam", hours={"sun": "02:45-03:15"})
 WIDE_MOMENTS = st.datetimes(
     min_value=datetime(1960, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
@@ -208,15 +217,60 @@ def test_epoch_microseconds_on_span_edges_and_across_a_dst_change() -> None:
     assert clock.hours_of_pairs(starts, ends) == [10.0, 0.0, 2 / 3_600_000_000, 10.0, 0.0]
 
 
-def test_a_span_folded_by_a_dst_change_is_counted_as_the_moments_count_it() -> None:
-    """Local 02:45-03:15 on the spring change's Sunday ends, in UTC, before it starts: no
-    sorted list of edges can hold it, so such a calendar is walked day by day, where a
-    span counts its overlap with the range and never less than nothing."""
-    clock = FOLDED.clock()
-    moments = [datetime(2026, 3, 29, 1, minute, tzinfo=UTC) for minute in (0, 20, 30, 40, 50)]
-    pairs = [(a, b) for a in moments for b in moments]
-    starts, ends = [micros(a) for a, _ in pairs], [micros(b) for _, b in pairs]
-    hours = [clock.hours(a, b) for a, b in pairs]
-    assert clock.hours_of_pairs(starts, ends) == hours
-    assert hours == [walked_seconds(FOLDED, a, b) / 3600 if b > a else 0.0 for a, b in pairs]
-    assert min(hours) == 0.0
+def test_a_time_the_clock_skips_is_the_moment_it_jumps_to() -> None:
+    """On 29 March 2026 Amsterdam's clock goes from 02:00 to 03:00 (01:00 UTC). Hours that
+    start in the skipped hour are worked from 03:00; hours that end in it stop at the jump;
+    hours wholly inside it are never worked."""
+    jump = datetime(2026, 3, 29, 1, tzinfo=UTC)
+    day = (datetime(2026, 3, 28, 20, tzinfo=UTC), datetime(2026, 3, 29, 8, tzinfo=UTC))
+    expected = {
+        "02:45-03:15": 0.25,  # 03:00-03:15
+        "01:30-02:30": 0.5,  # 01:30-02:00
+        "02:10-02:50": 0.0,
+        "01:00-04:00": 2.0,  # three hours on the clock, two elapsed
+    }
+    for hours, worked in expected.items():
+        spec = CalendarSpec(name="gap", zone="Europe/Amsterdam", hours={"sun": hours})
+        clock = spec.clock()
+        assert clock.hours(*day) == worked, hours
+        assert clock.hours_of_pairs([micros(day[0])], [micros(day[1])]) == [worked], hours
+        assert walked_seconds(spec, *day) / 3600 == worked, hours
+    samoa = CalendarSpec(name="apia", zone="Pacific/Apia", hours=WEEKDAYS_8_18)
+    # Samoa skipped Friday 30 December 2011: Wednesday, Thursday, Monday, Tuesday worked
+    apia = (datetime(2011, 12, 28, 12, tzinfo=UTC), datetime(2012, 1, 3, 12, tzinfo=UTC))
+    assert samoa.clock().hours(*apia) == walked_seconds(samoa, *apia) / 3600 == 40.0
+    clock = FOLDED.clock()  # a quarter of an hour from the jump, counted to the microsecond
+    assert clock.hours(jump - timedelta(minutes=30), jump + timedelta(minutes=10)) == 10 / 60
+    assert clock.hours(jump + timedelta(minutes=5), jump + timedelta(hours=2)) == 10 / 60
+
+
+GAP_ZONES = ["Europe/Amsterdam", "America/New_York", "Australia/Lord_Howe", "Pacific/Apia"]
+
+
+GAP_MOMENTS = st.datetimes(
+    min_value=datetime(2005, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    zone=st.sampled_from(GAP_ZONES),
+    start=st.integers(0, 24 * 60 - 1),
+    length=st.integers(1, 24 * 60),
+    ranges=st.lists(st.tuples(GAP_MOMENTS, st.integers(0, 40 * 24)), min_size=1, max_size=3),
+)
+def test_hours_across_any_zones_changes_are_the_days_overlaps(
+    zone: str, start: int, length: int, ranges: list[tuple[datetime, int]]
+) -> None:
+    """Every day of the week, one span anywhere in it, in zones whose clocks skip an hour,
+    half an hour or (Samoa, 30 December 2011) a whole day: never less than nothing, and
+    what the day-by-day definition gives, over ranges of up to 40 days."""
+    end = min(start + length, 24 * 60)
+    text = f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+    spec = CalendarSpec(name="any", zone=zone, hours=dict.fromkeys(WEEKDAYS, text))
+    clock = spec.clock()
+    for a, hours in ranges:
+        b = a + timedelta(hours=hours)
+        seconds = clock.seconds(a, b)
+        assert seconds >= 0
+        assert seconds == pytest.approx(walked_seconds(spec, a, b), abs=1e-6)
