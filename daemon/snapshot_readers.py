@@ -38,12 +38,14 @@ _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
 
 def automatic_count() -> int:
-    """One reader per core and one more, at most four: while one reader's rows are in
-    Python, the database works on another's (a year at 1M on two cores, PostgreSQL: 5.9 s
-    with two readers, 5.6 s with three). Each reader holds its query's groups and their
-    hours at once (a full recompute at 1M on PostgreSQL: 191 MB on one connection, 247 MB
-    on three), and past the few heaviest queries more readers find little to share."""
-    return min(AUTOMATIC_MAX, (os.cpu_count() or 1) + 1)
+    """One reader per core, at most four. A reader more than the cores once paid, while
+    rows spent long in Python (a year at 1M on two cores, PostgreSQL: 5.9 s with two
+    readers, 5.6 s with three); with Python's part down to a fifth of the work, a third
+    reader only made the database processes share two cores (PostgreSQL 3.49-3.83 s with
+    three against 3.32-3.47 s with two, 5 runs each alternated; SQLite 6.85-7.05 s against
+    6.63-6.83 s), and each holds its query's groups and hours at once (a full recompute at
+    1M on PostgreSQL peaked at 231 MB on three, 204-210 MB on two, in the same time)."""
+    return min(AUTOMATIC_MAX, os.cpu_count() or 1)
 
 
 def can_share_snapshot(engine: Engine) -> bool:
