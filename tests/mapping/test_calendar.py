@@ -181,7 +181,7 @@ def micros(moment: datetime) -> int:
 
 
 # a Sunday span starting in the hour the spring change skips (02:00-03:00 in Amsterdam)
-FOLDED = CalendarSpec(name="folded", zone="Europe/Amsterdam", hours={"sun": "02:45-03:15"})
+GAP_START = CalendarSpec(name="gap-start", zone="Europe/Amsterdam", hours={"sun": "02:45-03:15"})
 WIDE_MOMENTS = st.datetimes(
     min_value=datetime(1960, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
 )
@@ -189,7 +189,7 @@ WIDE_MOMENTS = st.datetimes(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    calendar=st.sampled_from([*CALENDARS, FOLDED]),
+    calendar=st.sampled_from([*CALENDARS, GAP_START]),
     pairs=st.lists(st.tuples(MOMENTS, MOMENTS), min_size=1, max_size=20),
     far=st.lists(st.tuples(WIDE_MOMENTS, WIDE_MOMENTS), max_size=2),
 )
@@ -239,7 +239,7 @@ def test_a_time_the_clock_skips_is_the_moment_it_jumps_to() -> None:
     # Samoa skipped Friday 30 December 2011: Wednesday, Thursday, Monday, Tuesday worked
     apia = (datetime(2011, 12, 28, 12, tzinfo=UTC), datetime(2012, 1, 3, 12, tzinfo=UTC))
     assert samoa.clock().hours(*apia) == walked_seconds(samoa, *apia) / 3600 == 40.0
-    clock = FOLDED.clock()  # a quarter of an hour from the jump, counted to the microsecond
+    clock = GAP_START.clock()  # a quarter of an hour from the jump, counted to the microsecond
     assert clock.hours(jump - timedelta(minutes=30), jump + timedelta(minutes=10)) == 10 / 60
     assert clock.hours(jump + timedelta(minutes=5), jump + timedelta(hours=2)) == 10 / 60
 
