@@ -134,7 +134,7 @@ def _readers(
     conn: Connection, config: Config, span: tuple[datetime, datetime] | None
 ) -> Iterator[None]:
     """Connections on ``conn``'s snapshot for the computation's queries (none: ``conn``)."""
-    count = config.settings.database.compute_connections or automatic_count()
+    count = config.settings.database.compute_connections or automatic_count(conn.engine.url)
     with snapshot_readers(conn, count) as readers, ExitStack() as stack:
         for reader in readers:  # each keeps its own temporary tables
             stack.enter_context(computation_tables(reader, span))

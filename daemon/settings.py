@@ -57,7 +57,8 @@ class DatabaseSettings(_Strict):
     """SQLite: how long a write waits for another program's lock before the run fails."""
     compute_connections: int | None = Field(default=None, ge=1, le=MAX_READERS)
     """Connections a computation's queries run on side by side, on one snapshot (1: one
-    after another on one connection); unset: one per core of this machine, at most four."""
+    after another on one connection); unset: one per core of this machine (one more for a
+    PostgreSQL on another host), at most four."""
 
 
 class ReportingSettings(_Strict):

@@ -18,13 +18,14 @@ for the moment the readers start.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import structlog
-from sqlalchemy import Connection, Engine
+from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from daemon import db
@@ -37,15 +38,38 @@ AUTOMATIC_MAX = 4  # a year's time is in four to six queries; each reader holds 
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 
 
-def automatic_count() -> int:
-    """One reader per core, at most four. A reader more than the cores once paid, while
-    rows spent long in Python (a year at 1M on two cores, PostgreSQL: 5.9 s with two
-    readers, 5.6 s with three); with Python's part down to a fifth of the work, a third
-    reader only made the database processes share two cores (PostgreSQL 3.49-3.83 s with
-    three against 3.32-3.47 s with two, 5 runs each alternated; SQLite 6.85-7.05 s against
-    6.63-6.83 s), and each holds its query's groups and hours at once (a full recompute at
-    1M on PostgreSQL peaked at 231 MB on three, 204-210 MB on two, in the same time)."""
-    return min(AUTOMATIC_MAX, os.cpu_count() or 1)
+def automatic_count(url: URL) -> int:
+    """One reader per core when the database runs on this machine's cores, one more when
+    it runs on its own host; at most four.
+
+    A reader more than the cores once paid on one machine, while rows spent long in
+    Python (a year at 1M on two cores, PostgreSQL: 5.9 s with two readers, 5.6 s with
+    three). With Python's part down to a fifth of the work, a third reader there only made
+    the database processes share two cores (PostgreSQL 3.49-3.83 s with three against
+    3.32-3.47 s with two, 5 runs each alternated; SQLite 6.85-7.05 s against 6.63-6.83 s),
+    and each reader holds its query's groups and hours at once (a full recompute at 1M on
+    PostgreSQL peaked at 231 MB on three, 204-210 MB on two, in the same time). A server on
+    its own host runs the queries on its own cores, so it keeps the reader more."""
+    cores = os.cpu_count() or 1
+    return min(AUTOMATIC_MAX, cores if _on_this_machine(url) else cores + 1)
+
+
+def _on_this_machine(url: URL) -> bool:
+    """SQLite, or a PostgreSQL reached through a local socket or the loopback address."""
+    if url.get_backend_name() != "postgresql":
+        return True
+    host = url.host or ""
+    hosts = url.query.get("host")  # libpq's host=... (a socket directory, or a list)
+    if not host and hosts:
+        host = hosts if isinstance(hosts, str) else ",".join(hosts)
+    return all(not name or name.startswith("/") or _loopback(name) for name in host.split(","))
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name
+        return False
 
 
 def can_share_snapshot(engine: Engine) -> bool:

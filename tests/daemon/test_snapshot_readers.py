@@ -16,7 +16,7 @@ from daemon import aggregate, db, store
 from daemon.compute import compute
 from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config
-from daemon.snapshot_readers import MAX_READERS, snapshot_readers
+from daemon.snapshot_readers import MAX_READERS, automatic_count, snapshot_readers
 from mapping.periods import Period, parse_period, periods_between
 from tests.helpers import on_connections
 
@@ -108,6 +108,29 @@ def test_the_pool_has_room_for_the_most_readers_beside_a_busy_service(engine: sa
     finally:
         for other in busy:
             other.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "on_this_machine"),
+    [
+        ("sqlite:///itbsc.db", True),
+        ("postgresql+psycopg://itbsc@127.0.0.1:5432/itbsc", True),
+        ("postgresql+psycopg://itbsc@localhost/itbsc", True),
+        ("postgresql+psycopg://itbsc@[::1]:5432/itbsc", True),
+        ("postgresql+psycopg:///itbsc", True),  # libpq's default socket
+        ("postgresql+psycopg://itbsc@/itbsc?host=/var/run/postgresql", True),
+        ("postgresql+psycopg://itbsc@db.example.net/itbsc", False),
+        ("postgresql+psycopg://itbsc@10.0.0.7/itbsc", False),
+        ("postgresql+psycopg://itbsc@/itbsc?host=/tmp&host=db.example.net", False),
+    ],
+)
+def test_readers_default_to_the_cores_a_local_database_shares_one_more_for_a_remote_one(
+    url: str, on_this_machine: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert automatic_count(sa.make_url(url)) == (2 if on_this_machine else 3)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert automatic_count(sa.make_url(url)) == 4
 
 
 def test_one_reader_or_an_in_memory_database_gets_none(engine: sa.Engine) -> None:
