@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 
 from connectors.base import Cursor, RawRecord
+from daemon import sqlite_binds
 from daemon.models import DirtyDay, MetricValueRow, SyncRun, SyncState
 from daemon.models import RawRecord as RawRecordRow
 from mapping.model import CanonicalRecord
@@ -40,12 +43,32 @@ def upsert(
 
     With ``only_if_not_older`` an incoming row never replaces a stored one whose
     version column is newer, so re-reading an overlap window cannot roll back data.
+    Every row has the same keys.
     """
     if not rows:
         return
     dialect = conn.dialect.name
+    columns = tuple(rows[0])
+    stmt = _upsert_statement(table, columns, tuple(key), only_if_not_older, dialect)
+    if dialect == "sqlite":  # one statement, values converted once (daemon.sqlite_binds)
+        sqlite_binds.execute_many(conn, stmt, table, rows)
+        return
+    chunk = max(1, MAX_BIND_PARAMS // max(1, len(columns)))
+    for start in range(0, len(rows), chunk):
+        conn.execute(stmt, list(rows[start : start + chunk]))
+
+
+@lru_cache(maxsize=256)
+def _upsert_statement(
+    table: Table,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+    only_if_not_older: str | None,
+    dialect: str,
+) -> Insert:
+    """The upsert for one table and column list (built once: a sync writes pages by the
+    thousand, and each statement is compiled once per shape)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    columns = list(rows[0])
     stmt = insert(table)
     updates = {c: stmt.excluded[c] for c in columns if c not in key}
     where = (
@@ -53,10 +76,7 @@ def upsert(
         if only_if_not_older
         else None
     )
-    stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=updates, where=where)
-    chunk = max(1, MAX_BIND_PARAMS // max(1, len(columns)))
-    for start in range(0, len(rows), chunk):
-        conn.execute(stmt, list(rows[start : start + chunk]))
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=updates, where=where)
 
 
 def write_raw(
