@@ -46,6 +46,8 @@ MAX_SNAPSHOT_READERS = 8  # connections a computation may read on side by side
 POOL_OVERFLOW = 10 + MAX_SNAPSHOT_READERS + 1
 
 
+WAL_CHECKPOINT_PAGES = 10_000  # of 4 KiB: 40 MB of log between checkpoints
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 SORT_THREADS = min(4, os.cpu_count() or 1)  # a year at 1M on 2 cores: 17.1 s -> 11.6 s
 
 
@@ -53,6 +55,12 @@ def _sqlite_pragmas(busy_timeout_seconds: float, dbapi_connection: Any, _record:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Copy the write-ahead log into the database every 40 MB rather than SQLite's 4 MB:
+    # a sync commits each page (a few MB), and checkpointing after nearly every commit
+    # rewrote the same index pages each time (a 100,000-incident full sync spent 2.2 s
+    # in commits, 1.35 s at 40 MB). The log is cut back to 64 MB after a larger write.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
     # Helper threads for the sorter: every grouped computation is a sort of up to a
     # million rows (SQLite groups by sorting), and they sort its runs in parallel.

@@ -143,3 +143,25 @@ def test_an_upsert_keeps_its_rules_on_the_tuple_path(tmp_path: Path) -> None:
         kept = conn.execute(sa.select(store.metric_table.c.exclusions)).scalar_one()
     assert kept == {"cancelled": 2, "duplicate": 1}
 
+
+def test_the_write_ahead_log_is_checkpointed_and_cut_back_after_a_large_write(
+    tmp_path: Path,
+) -> None:
+    """A sync commits page by page and a recompute rewrites many values at once: the log
+    is copied into the database every 40 MB, and cut back to 64 MB after a larger write,
+    so a store's files do not keep the size of its largest transaction."""
+    path = tmp_path / "log.db"
+    engine = db.create_db_engine(sa.make_url(f"sqlite:///{path}"))
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+    megabyte = b"x" * (1 << 20)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+        conn.exec_driver_sql("INSERT INTO blobs (data) VALUES (?)", [(megabyte,)] * 96)
+    log = Path(f"{path}-wal")
+    assert log.stat().st_size > 96 << 20  # the transaction went through the log
+    with engine.begin() as conn:  # the next write starts the log afresh, cut back
+        conn.exec_driver_sql("INSERT INTO blobs (data) VALUES (x'00')")
+    assert log.stat().st_size <= db.WAL_SIZE_LIMIT_BYTES
+    assert path.stat().st_size > 96 << 20  # and the database holds what the log held
+    engine.dispose()
