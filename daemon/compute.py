@@ -30,7 +30,7 @@ from daemon.snapshot_readers import automatic_count, snapshot_readers
 from mapping.catalogue import MetricSpec
 from mapping.composite import combine
 from mapping.metrics import Evaluation, MetricValue
-from mapping.periods import Period, periods_between, same_period_last_year
+from mapping.periods import Grain, Period, periods_between, same_period_last_year
 from mapping.stock import evaluate_interval
 
 log = structlog.get_logger("itbsc.compute")
@@ -79,13 +79,32 @@ class AffectedDays:
                         self._unsaved.add(day)
 
 
-def _periods_for_days(config: Config, metric: MetricSpec, days: Iterable[date]) -> list[Period]:
+def _periods_for_days(
+    config: Config, grains: Sequence[Grain], days: Iterable[date]
+) -> list[Period]:
     periods: set[Period] = set()
     for day in days:
         start = datetime.combine(day, datetime.min.time(), tzinfo=config.zone)
-        for grain in config.catalogue.grains_of(metric):
+        for grain in grains:
             periods.update(periods_between(start, start + timedelta(seconds=1), grain, config.zone))
     return sorted(periods)
+
+
+def _plan_for_days(
+    conn: Connection, config: Config, days: set[date] | None
+) -> dict[str, list[Period]]:
+    """Each record metric's periods holding ``days`` (None: every day it has data), worked
+    out once per set of grains and days: metrics mostly share both, and a year of days
+    placed again for each of 23 metrics took 0.57 s of a 2.4 s incremental sync."""
+    placed: dict[tuple[tuple[Grain, ...], tuple[date, ...]], list[Period]] = {}
+    plan: dict[str, list[Period]] = {}
+    for metric in config.catalogue.record_metrics():
+        touched = sorted(days) if days is not None else _all_days(conn, config, metric)
+        key = (tuple(config.catalogue.grains_of(metric)), tuple(touched))
+        if key not in placed:
+            placed[key] = _periods_for_days(config, key[0], touched)
+        plan[metric.id] = list(placed[key])
+    return plan
 
 
 def _all_days(conn: Connection, config: Config, metric: MetricSpec) -> list[date]:
@@ -381,10 +400,7 @@ def recompute(
             store.clear_dirty(conn, days)
         else:
             store.clear_dirty(conn, store.dirty_days(conn))
-        plan: dict[str, list[Period]] = {}
-        for metric in config.catalogue.record_metrics():
-            touched = list(days) if days is not None else _all_days(conn, config, metric)
-            plan[metric.id] = _periods_for_days(config, metric, touched)
+        plan = _plan_for_days(conn, config, days)
         rolled = rollup.RollUp()
         if roll_up and days is not None:
             plan, rolled = rollup.split(conn, config, plan, mapping_version(config))

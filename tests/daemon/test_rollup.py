@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, time
 from typing import Any
 
 import pytest
@@ -133,3 +135,34 @@ def test_a_month_of_another_version_or_missing_reads_the_records(
         for metric in ("C1", "C4"):
             computed = compute(conn, config, {metric: [year]})
             _assert_same(_stored(conn, [metric], "year"), computed)
+
+
+def test_a_restated_day_stores_each_metric_at_its_own_grains(
+    synced: tuple[Config, sa.Engine],
+) -> None:
+    """Metrics sharing grains share the periods worked out for a day; one declaring its
+    own grains gets exactly those periods, and every period holds the day."""
+    config, engine = synced
+    metrics = [
+        m.model_copy(update={"grains": ["month"]}) if m.id == "C4" else m
+        for m in config.catalogue.metric
+    ]
+    monthly_c4 = replace(config, catalogue=config.catalogue.model_copy(update={"metric": metrics}))
+    incidents = CANONICAL_TABLES["incident"]
+    with engine.begin() as conn:
+        resolved = conn.execute(sa.select(sa.func.max(incidents.c.resolved_at))).scalar_one()
+        conn.execute(sa.delete(store.metric_table))
+        store.mark_dirty(conn, [resolved.astimezone(config.zone).date()])
+    day = resolved.astimezone(config.zone).date()
+    assert recompute_dirty(engine, monthly_c4) > 0
+    with engine.connect() as conn:
+        rows = store.read_metric_values(conn, metrics=["C1", "C4", "I1"])
+    stored: dict[str, set[tuple[str, str]]] = {}
+    for row in rows:
+        stored.setdefault(row["metric"], set()).add((row["grain"], row["period"]))
+        start, end = row["period_start"], row["period_end"]
+        assert start <= datetime.combine(day, time(12), tzinfo=config.zone) < end
+    assert {grain for grain, _ in stored["C4"]} == {"month"}
+    assert {grain for grain, _ in stored["C1"]} == {"week", "month", "quarter", "year"}
+    assert stored["I1"] == stored["C1"]
+    assert ("month", f"{day:%Y-%m}") in stored["C4"]
