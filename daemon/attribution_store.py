@@ -38,6 +38,7 @@ from daemon.attribution_sql import attribution_columns, attributions
 from daemon.computation_tables import computation_tables, shared
 from daemon.derive import CLAUSES_PER_QUERY, incidents_reached
 from daemon.models import CANONICAL_TABLES, KeptRule
+from daemon.query_tuning import not_by_index
 from daemon.settings import Config
 
 NAME = "attribution"
@@ -139,7 +140,7 @@ def mark_reached(
         conn.execute(
             update(incidents)
             .where(
-                incidents.c.source == source,
+                not_by_index(conn, incidents.c.source) == source,
                 incidents.c.attribution_current,
                 or_(*clauses[start : start + CLAUSES_PER_QUERY]),
             )

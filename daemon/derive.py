@@ -19,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select, type_coerce
 
 from daemon.models import CANONICAL_TABLES, UTCDateTime
+from daemon.query_tuning import not_by_index
 from daemon.settings import Config
 from mapping.attribution import ChangeEnd, ChangeIndex
 from mapping.calendar import CalendarChoice
@@ -338,7 +339,7 @@ def attribution_moments(
         clauses = incidents_reached(config, rows)
         for start in range(0, len(clauses), CLAUSES_PER_QUERY):
             query = select(table.c.resolved_at).where(
-                table.c.source == source,
+                not_by_index(conn, table.c.source) == source,
                 table.c.resolved_at.is_not(None),
                 or_(*clauses[start : start + CLAUSES_PER_QUERY]),
             )

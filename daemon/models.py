@@ -159,6 +159,19 @@ Index(
         for c in ("source", "task", "sla_type", "stage", "breached", "deleted_at")
     ),
 )
+# What a written change reaches (daemon.derive.incidents_reached): the incidents opened on
+# its service within the window after it ended, one range per change.
+Index(
+    "ix_itil_incident_service_opened_at",
+    CANONICAL_TABLES["incident"].c.service,
+    CANONICAL_TABLES["incident"].c.opened_at,
+)
+# The satisfaction answers expanded from a Jira issue, rewritten with each page.
+Index(
+    "ix_itil_survey_source_task",
+    CANONICAL_TABLES["survey"].c.source,
+    CANONICAL_TABLES["survey"].c.task,
+)
 itil_incident = CANONICAL_TABLES["incident"]
 # The incidents whose attribution a write has made stale: what a restatement works out.
 # Keyed by the row id: every incident a sync writes enters it, so its key is kept small.

@@ -75,6 +75,19 @@ def scan_column(
     return UnaryExpression(target, operator=operators.custom_op("+"), type_=target.type)
 
 
+def not_by_index(conn: Connection, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``column`` as SQLite cannot look it up in an index (unary plus), elsewhere unchanged.
+
+    For a condition nearly every row meets (one source's records) beside selective ones
+    (the incidents a change reaches). Without statistics, SQLite's planner takes an
+    equality on an index's first column for a selective key: it read the whole incident
+    table through the ``(source, source_id)`` index for each page of changes, instead of
+    the changes' ranges."""
+    if conn.dialect.name != "sqlite":
+        return column
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
+
+
 def _indexed(table: Table, column: str) -> bool:
     """Whether an index leads with the column (else min() and max() would scan, and there is
     no index to avoid)."""
