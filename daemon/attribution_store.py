@@ -140,7 +140,7 @@ def mark_reached(
         conn.execute(
             update(incidents)
             .where(
-                not_by_index(conn, incidents.c.source) == source,
+                not_by_index(conn.dialect.name, incidents.c.source) == source,
                 incidents.c.attribution_current,
                 or_(*clauses[start : start + CLAUSES_PER_QUERY]),
             )

@@ -339,7 +339,7 @@ def attribution_moments(
         clauses = incidents_reached(config, rows)
         for start in range(0, len(clauses), CLAUSES_PER_QUERY):
             query = select(table.c.resolved_at).where(
-                not_by_index(conn, table.c.source) == source,
+                not_by_index(conn.dialect.name, table.c.source) == source,
                 table.c.resolved_at.is_not(None),
                 or_(*clauses[start : start + CLAUSES_PER_QUERY]),
             )

@@ -175,6 +175,8 @@ Index(
 itil_incident = CANONICAL_TABLES["incident"]
 # The incidents whose attribution a write has made stale: what a restatement works out.
 # Keyed by the row id: every incident a sync writes enters it, so its key is kept small.
+# Its condition is the one the queries write (SQLite: attribution_current = 0): SQLite
+# uses a partial index only for a query that repeats its condition.
 Index(
     "ix_itil_incident_attribution_stale",
     itil_incident.c.id,

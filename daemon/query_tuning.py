@@ -75,15 +75,16 @@ def scan_column(
     return UnaryExpression(target, operator=operators.custom_op("+"), type_=target.type)
 
 
-def not_by_index(conn: Connection, column: ColumnElement[Any]) -> ColumnElement[Any]:
+def not_by_index(dialect: str, column: ColumnElement[Any]) -> ColumnElement[Any]:
     """``column`` as SQLite cannot look it up in an index (unary plus), elsewhere unchanged.
 
     For a condition nearly every row meets (one source's records) beside selective ones
     (the incidents a change reaches). Without statistics, SQLite's planner takes an
     equality on an index's first column for a selective key: it read the whole incident
     table through the ``(source, source_id)`` index for each page of changes, instead of
-    the changes' ranges."""
-    if conn.dialect.name != "sqlite":
+    the changes' ranges. The same where a partial index holds the few rows wanted (the
+    incidents whose attribution is stale) and another condition names an indexed column."""
+    if dialect != "sqlite":
         return column
     return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from daemon import attribution_store, db, derive, store
+from daemon import attribution_sql, attribution_store, db, derive, store
 from daemon.models import CANONICAL_TABLES
 from tests.daemon.test_attribution_store import _config
 
@@ -77,4 +77,36 @@ def test_a_page_finds_its_issues_satisfaction_answers_by_their_ticket(tmp_path: 
         for statement, parameters in statements:
             steps = _plan(conn, statement, parameters)
             assert "USING INDEX ix_itil_survey_source_task (source=? AND task=?)" in steps, steps
+    engine.dispose()
+
+
+def test_stale_attributions_are_found_through_their_index(tmp_path: Path) -> None:
+    """Whether any incident's kept attribution is stale is asked by every computation,
+    every restatement and ``itbsc status``; the partial index holds only the stale rows,
+    and SQLite uses it only when the query repeats its condition. Written as ``NOT
+    attribution_current`` it did not match SQLAlchemy's ``attribution_current = 0``,
+    and each question read the whole incident table (0.13 s at a million incidents).
+    Working out the stale ones reads them through the index too, not the ``caused_by``
+    or ``service`` index over nearly every incident."""
+    config = _config(tmp_path, f"sqlite:///{tmp_path / 'stale.db'}", 12)
+    engine = db.create_db_engine(config.database_url)
+    db.upgrade(engine)
+    with engine.begin() as conn:
+        attribution_store.refresh(conn, config)  # keeps the rule: later ones ask for stale rows
+    statements = _watched(engine, "attribution_current")
+    with engine.begin() as conn:
+        attribution_store.state(conn, config)
+        attribution_store.is_current(conn, config)
+        attribution_store.refresh(conn, config)
+        asked = [(s, p) for s, p in statements if not s.startswith("UPDATE")]
+        assert len(asked) == 3, asked
+        for statement, parameters in asked:
+            steps = _plan(conn, statement, parameters)
+            assert "INDEX ix_itil_incident_attribution_stale" in steps, steps
+        stale = ~CANONICAL_TABLES["incident"].c.attribution_current
+        conn.execute(attribution_sql.attributions(config, "sqlite", only=stale)).all()
+        steps = _plan(conn, *statements[-1])
+        read = [s for s in steps.split(" | ") if "itil_incident" in s]
+        assert len(read) == 2, steps  # the explicit links and the rule's candidates
+        assert all("USING INDEX ix_itil_incident_attribution_stale" in s for s in read), steps
     engine.dispose()
