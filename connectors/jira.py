@@ -12,7 +12,9 @@ change — so issues cannot jump pages while we read.
 
 Custom fields are found in ``/field`` by schema type, never by display name
 (names repeat), and delivered under stable role names
-(``fields["itbsc:request_type"]``, ``fields["itbsc:sla"]`` = {SLA name: value}).
+(``fields["itbsc:request_type"]``, ``fields["itbsc:sla"]`` = {SLA name: value});
+JSM's "Change type" select list has no schema type of its own and is found by
+name (``fields["itbsc:change_type"]``, the first field of that name filled).
 Status changes in the changelog are annotated with the status category
 they move from and to (``fromCategory``/``toCategory``), so the mapping can
 read a lifecycle from local-language status names. A changelog the search
@@ -58,6 +60,9 @@ ROLE_SCHEMAS = {
     "itbsc:satisfaction": "com.atlassian.servicedesk:sd-request-feedback",
     "itbsc:satisfaction_date": "com.atlassian.servicedesk:sd-request-feedback-date",
 }
+# Plain select lists JSM creates for changes: no schema type tells them apart, so they
+# are found by name (``field_names`` renames them); of several, the first one filled.
+ROLE_NAMES = {"itbsc:change_type": "Change type"}
 PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
 JIRA_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"
 DEFAULT_OVERLAP = timedelta(minutes=10)
@@ -303,15 +308,18 @@ class JiraSource(Source):
     def _roles(self) -> dict[str, list[tuple[str, str]]]:
         """Role -> [(field id, field name)] found by schema type (or by configured name)."""
         definitions = self._call("field", self.client._get_json, "field")
-        roles: dict[str, list[tuple[str, str]]] = {role: [] for role in ROLE_SCHEMAS}
+        roles: dict[str, list[tuple[str, str]]] = {
+            role: [] for role in (*ROLE_SCHEMAS, *ROLE_NAMES)
+        }
         for definition in definitions:
             schema = (definition.get("schema") or {}).get("custom")
-            for role, wanted in ROLE_SCHEMAS.items():
-                override = self.field_names.get(role)
-                if (
-                    override and definition.get("name") == override and definition.get("custom")
-                ) or (not override and schema == wanted):
-                    roles[role].append((str(definition["id"]), str(definition.get("name") or "")))
+            name = definition.get("name")
+            for role in roles:
+                override = self.field_names.get(role) or ROLE_NAMES.get(role)
+                if (override and name == override and definition.get("custom")) or (
+                    not override and schema == ROLE_SCHEMAS[role]
+                ):
+                    roles[role].append((str(definition["id"]), str(name or "")))
         return roles
 
     @staticmethod
@@ -356,8 +364,12 @@ class JiraSource(Source):
         for role, found in roles.items():
             if role == "itbsc:sla":
                 fields[role] = {name: fields.get(fid) for fid, name in found if fid in fields}
-            elif found and found[0][0] in fields:
-                fields[role] = fields[found[0][0]]
+            else:
+                filled = next(
+                    (fields[fid] for fid, _ in found if fields.get(fid) is not None), None
+                )
+                if filled is not None:
+                    fields[role] = filled
         self._complete_changelog(issue)
         for history in issue.get("changelog", {}).get("histories", []):
             for item in history.get("items", []):

@@ -5,6 +5,7 @@ original (``state_original``) and no standard value, so the record silently
 falls out of every metric that filters on that field. This lists each such
 value per source, kind and field, with how many live records carry it, and
 the records the mapping skipped altogether (by reason, from the last runs).
+A value the map names with ``""`` (known, no standard value) is not listed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from daemon import store
 from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config
 from mapping.model import KINDS
+from mapping.spec import deliberately_unmapped
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ def unmapped_values(engine: Engine, config: Config) -> list[Unmapped]:
                     if field_type != "code" or field not in kind_map.fields:
                         continue
                     original = table.c[f"{field}_original"]
+                    known = deliberately_unmapped(kind_map.values.get(field, {}))
                     query = (
                         select(original, func.count())
                         .where(
@@ -46,6 +49,7 @@ def unmapped_values(engine: Engine, config: Config) -> list[Unmapped]:
                             table.c.deleted_at.is_(None),
                             table.c[field].is_(None),
                             original.is_not(None),
+                            original.not_in(known),
                         )
                         .group_by(original)
                         .order_by(func.count().desc(), original)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -92,7 +92,9 @@ class SourceSettings(_Strict):
     census: CensusSettings = Field(default_factory=CensusSettings)
     projects: list[str] = Field(default_factory=list)  # Jira: the project keys to read
     overlap_minutes: float = Field(default=10, ge=0, le=1440)  # Jira: re-read window
-    field_names: dict[str, str] = Field(default_factory=dict)  # Jira: role -> field name override
+    field_names: dict[str, str] = Field(default_factory=dict)
+    """Jira: role -> the name of the custom field that plays it, where schema types (or the
+    default names) do not find it: ``{ "itbsc:change_type" = "Type of change" }``."""
     filters: dict[str, dict[str, str | list[str]]] = Field(default_factory=dict)
     """ServiceNow: stream -> {field: value or [values]}, read only matching records (the census
     too). Values are compared with =; a caret or a control character is refused."""
@@ -107,6 +109,18 @@ class SourceSettings(_Strict):
     timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     max_retries: int = Field(default=5, ge=0, le=20)
     verify_tls: bool = True
+
+    @field_validator("field_names")
+    @classmethod
+    def _known_roles(cls, names: dict[str, str]) -> dict[str, str]:
+        """A misspelt role would be ignored and its metrics silently go empty."""
+        from connectors.jira import ROLE_NAMES, ROLE_SCHEMAS
+
+        known = sorted({*ROLE_SCHEMAS, *ROLE_NAMES})
+        for role in names:
+            if role not in known:
+                raise ValueError(f"unknown field role {role!r}; the roles are {', '.join(known)}")
+        return names
 
 
 class DaemonSettings(_Strict):

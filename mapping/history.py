@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 FACTS = frozenset(
-    {"resolved_at", "resolved_by", "reopen_count", "reassignment_count", "first_response_at"}
+    {
+        "resolved_at",
+        "resolved_by",
+        "reopen_count",
+        "reassignment_count",
+        "first_response_at",
+        "ended_in",
+    }
 )
 DONE = "done"
 NEW = "new"
@@ -24,7 +31,9 @@ def history_facts(record: Mapping[str, Any]) -> dict[str, Any]:
     often a resolution was undone; ``reassignment_count``: assignee changes after the first
     assignment; ``first_response_at``: the first move out of the new category or the first
     assignment, whichever came first; ``resolved_by``: who made the change that resolved it
-    (account id on Cloud, user name on Data Center). Times stay as the source wrote them.
+    (account id on Cloud, user name on Data Center); ``ended_in``: the name of the status a
+    resolved issue is in ("Failed", "Canceled"), None while it is open — a change's outcome
+    where the workflow records it as a status. Times stay as the source wrote them.
 
     Resolution is read from ``resolution`` changes where the history has them (Jira sets
     ``resolutiondate`` with the resolution, and sites delete statuses, so a status's category
@@ -83,6 +92,7 @@ def history_facts(record: Mapping[str, Any]) -> dict[str, Any]:
         "reopen_count": reopens,
         "reassignment_count": reassignments,
         "first_response_at": first_response,
+        "ended_in": (fields.get("status") or {}).get("name") if resolved else None,
     }
 
 

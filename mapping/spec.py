@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mapping.errors import SpecError
+from mapping.history import FACTS
 from mapping.model import KINDS, KindSchema
 from mapping.periods import ZoneName
 from mapping.tomlfile import read_toml, validate
@@ -117,6 +118,17 @@ def mapping_problems(spec: MappingSpec) -> list[tuple[str, str]]:
     return problems
 
 
+HISTORY = "@history."
+NO_VALUE = ""
+"""A value map's "known, and no standard value": ``"Canceled" = ""`` in a change's
+close_code map says a cancelled change has no outcome, and check-mapping does not list it."""
+
+
+def deliberately_unmapped(table: dict[str, str]) -> list[str]:
+    """The source values a value map names as having no standard value."""
+    return [original for original, standard in table.items() if standard == NO_VALUE]
+
+
 def _check_kind(schema: KindSchema, kind_map: KindMap) -> list[tuple[str, str]]:
     problems = []
     for name in kind_map.fields:
@@ -124,18 +136,28 @@ def _check_kind(schema: KindSchema, kind_map: KindMap) -> list[tuple[str, str]]:
             problems.append(
                 (f"{schema.name}.fields.{name}", f"not a canonical {schema.name} field")
             )
+    for name, spec in kind_map.fields.items():
+        for path in [spec] if isinstance(spec, str) else spec:
+            fact = path.removeprefix(HISTORY)
+            if path.startswith(HISTORY) and fact not in FACTS:
+                problems.append(
+                    (
+                        f"{schema.name}.fields.{name}",
+                        f"{path!r}: no such history fact (use one of {', '.join(sorted(FACTS))})",
+                    )
+                )
     for name, table in kind_map.values.items():
         if schema.fields.get(name) != "code":
             problems.append((f"{schema.name}.values.{name}", "only coded fields take a value map"))
             continue
         allowed = schema.standard_values[name]
         for original, standard in table.items():
-            if standard not in allowed:
+            if standard not in allowed and standard != NO_VALUE:
                 problems.append(
                     (
                         f"{schema.name}.values.{name}.{original!r}",
                         f"{standard!r} is not a standard value "
-                        f"(use one of {', '.join(sorted(allowed))})",
+                        f'(use one of {", ".join(sorted(allowed))}, or "" for none)',
                     )
                 )
     return problems

@@ -109,7 +109,7 @@ class Translator:
                     raise SkippedRecord(f"{name}: {exc}") from None
             if values is not None:
                 record[f"{name}_original"] = value
-                record[name] = values.get(value) if value is not None else None
+                record[name] = (values.get(value) or None) if value is not None else None
             else:
                 record[name] = value
         if self._derive_automation:

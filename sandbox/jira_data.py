@@ -3,9 +3,12 @@
 Issues carry the JSM custom fields a real site has — request type, the SLA
 fields "Time to first response" and "Time to resolution" (cycles with goal,
 elapsed, breached, ongoing or completed) — and a changelog: status moves
-through the workflow (sometimes a reopen), assignee changes. Ids of custom
-fields are arbitrary per site, and a plain number field is deliberately
-also called "Time to resolution": connectors must find fields by schema.
+through the workflow (sometimes a reopen), assignee changes. Changes carry
+JSM's "Change type" select list (Standard / Normal / Emergency) and some end
+in a "Failed" status. Ids of custom fields are arbitrary per site, and a
+plain number field is deliberately also called "Time to resolution":
+connectors must find fields by schema, and by name only where no schema
+type tells a field apart (then an empty field of the same name comes first).
 Times are aware UTC datetimes here; the emulator renders them in the
 user's zone.
 """
@@ -30,7 +33,13 @@ FIELD_IDS = {
     "decoy_time_to_resolution": "customfield_10099",
     "satisfaction": "customfield_10040",
     "satisfaction_date": "customfield_10041",
+    "change_type": "customfield_10050",
+    "decoy_change_type": "customfield_10098",  # another project's "Change type", never filled
 }
+SELECT_SCHEMA = "com.atlassian.jira.plugin.system.customfieldtypes:select"
+# JSM's change fields: (option id, value) and share of changes
+CHANGE_TYPES = (("10200", "Standard", 0.45), ("10201", "Normal", 0.45), ("10202", "Emergency", 0.1))
+FAILED_SHARE = 0.12  # completed changes that end in "Failed"
 # (id, name, category id, category key, category name)
 STATUSES = {
     "open": ("1", "Open", 2, "new", "To Do"),
@@ -39,6 +48,7 @@ STATUSES = {
     "resolved": ("5", "Resolved", 3, "done", "Done"),
     "closed": ("6", "Closed", 3, "done", "Done"),
     "canceled": ("10003", "Canceled", 3, "done", "Done"),
+    "failed": ("10004", "Failed", 3, "done", "Done"),  # a change's unsuccessful end
 }
 ISSUE_TYPES = {
     "incident": ("10100", "[System] Incident"),
@@ -135,6 +145,10 @@ def field_definitions() -> list[dict[str, Any]]:
             "number",
             "com.atlassian.jira.plugin.system.customfieldtypes:float",
         ),
+        # Two fields share the name, as on sites with several change projects; the first
+        # listed is never filled here.
+        custom(FIELD_IDS["decoy_change_type"], "Change type", "option", SELECT_SCHEMA),
+        custom(FIELD_IDS["change_type"], "Change type", "option", SELECT_SCHEMA),
     ]
     return fields
 
@@ -170,6 +184,7 @@ def generate_jira(
     rng = random.Random(seed)
     feedback = random.Random(seed + 1)  # its own stream: the rest of the data does not move
     extras = random.Random(seed + 2)  # services, labels, links, automation: their own stream
+    outcomes = random.Random(seed + 3)  # change types and failures: their own stream
     changes: list[dict[str, Any]] = []
     linkable: list[dict[str, Any]] = []  # incidents, linked to changes once all exist
     start = end - timedelta(days=365)
@@ -188,6 +203,8 @@ def generate_jira(
         assignee: str | None = None
         resolved_at: datetime | None = None
         cancelled = rng.random() < 0.03
+        change_type = _pick_change_type(outcomes) if kind == "change" else None
+        ending = "failed" if kind == "change" and outcomes.random() < FAILED_SHARE else "resolved"
 
         def move(
             to: str,
@@ -216,7 +233,7 @@ def generate_jira(
                 move("canceled", done)
                 resolved_at = done
             elif done < end:
-                move("resolved", done)
+                move(ending, done)
                 resolved_at = done
                 if rng.random() < 0.06:  # the customer reopens it
                     reopen = done + timedelta(hours=rng.uniform(1, 48))
@@ -225,7 +242,7 @@ def generate_jira(
                         resolved_at = None
                         again = reopen + timedelta(hours=rng.uniform(2, 30))
                         if again < end:
-                            move("resolved", again)
+                            move(ending, again)
                             resolved_at = again
                 if (
                     resolved_at
@@ -256,7 +273,7 @@ def generate_jira(
             "priority": {"id": pid, "name": pname},
             "resolution": (
                 {"id": "10001", "name": "Won't Do" if status == "canceled" else "Done"}
-                if resolved_at and status in ("resolved", "closed", "canceled")
+                if resolved_at and status in ("resolved", "closed", "canceled", "failed")
                 else None
             ),
             "resolutiondate": resolved_at,
@@ -294,6 +311,9 @@ def generate_jira(
                     "cycles": [_cycle(created, resolution_stop, goal_hours, end)],
                 }
             )
+        if change_type is not None:
+            option_id, value, _ = change_type
+            fields[FIELD_IDS["change_type"]] = {"id": option_id, "value": value}
         if kind in ("incident", "request") and resolved_at and feedback.random() < 0.3:
             answered = resolved_at + timedelta(hours=feedback.uniform(1, 72))
             if answered < end:
@@ -380,6 +400,10 @@ def _extras(
                 "displayName": "Automation for Jira",
                 "active": True,
             }
+
+
+def _pick_change_type(rng: random.Random) -> tuple[str, str, float]:
+    return rng.choices(CHANGE_TYPES, weights=[t[2] for t in CHANGE_TYPES])[0]
 
 
 def _resolves(item: dict[str, Any]) -> bool:

@@ -56,11 +56,13 @@ def issue(issue_id: str, updated: str = "2026-05-01T10:11:12.000-1000") -> dict[
     }
 
 
-def site(rsps: responses.RequestsMock, deployment: str) -> None:
+def site(
+    rsps: responses.RequestsMock, deployment: str, fields: list[dict[str, Any]] = FIELDS
+) -> None:
     version = [1001, 0, 0] if deployment == "Cloud" else [9, 12, 2]
     rsps.get(f"{API}/serverInfo", json={"versionNumbers": version, "deploymentType": deployment})
     rsps.get(f"{API}/myself", json={"timeZone": "America/Los_Angeles"})
-    rsps.get(f"{API}/field", json=FIELDS)
+    rsps.get(f"{API}/field", json=fields)
     rsps.get(f"{API}/status", json=[{"id": "1", "statusCategory": {"key": "new"}}])
 
 
@@ -117,6 +119,56 @@ def test_cloud_pages_search_jql_with_tokens_in_the_users_zone(rsps: responses.Re
     assert first["expand"] == ["changelog"] and first["maxResults"] == ["2"]
     sla = pages[0].records[0].data["fields"]["itbsc:sla"]
     assert sla == {"Time to resolution": None}
+
+
+def select_list(number: int, name: str) -> dict[str, Any]:
+    return {
+        "id": f"customfield_{number}",
+        "name": name,
+        "custom": True,
+        "clauseNames": [f"cf[{number}]", name],
+        "schema": {
+            "type": "option",
+            "custom": "com.atlassian.jira.plugin.system.customfieldtypes:select",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("field_names", "found"),
+    [
+        ({}, {"customfield_10050", "customfield_10051"}),  # "Change type", both of that name
+        ({"itbsc:change_type": "Type of change"}, {"customfield_10052"}),  # renamed on this site
+    ],
+)
+def test_the_change_type_list_is_found_by_name_and_the_filled_one_is_delivered(
+    rsps: responses.RequestsMock, field_names: dict[str, str], found: set[str]
+) -> None:
+    lists = [
+        select_list(10050, "Change type"),
+        select_list(10051, "Change type"),
+        select_list(10052, "Type of change"),
+        {"id": "labels", "name": "Change type", "custom": False, "schema": {"type": "array"}},
+    ]
+    site(rsps, "Cloud", FIELDS + lists)
+    first, second = issue("1"), issue("2")
+    first["fields"] |= {"customfield_10051": {"id": "1", "value": "Emergency"}}
+    second["fields"] |= {
+        "customfield_10050": {"id": "2", "value": "Standard"},
+        "customfield_10051": {"id": "1", "value": "Emergency"},
+        "customfield_10052": {"id": "3", "value": "Normal"},
+    }
+    rsps.get(f"{API}/search/jql", json={"issues": [first, second], "isLast": True})
+    with source(field_names=field_names) as src:
+        (page,) = list(src.read("issues", fields=["fields.itbsc:change_type"]))
+    (query,) = searches(rsps, "/search/jql")
+    requested = {f for f in query["fields"] if f.startswith("customfield_100")}
+    assert requested == found and "labels" not in query["fields"]  # custom fields only
+    delivered = [r.data["fields"].get("itbsc:change_type") for r in page.records]
+    if field_names:
+        assert delivered == [None, {"id": "3", "value": "Normal"}]
+    else:  # the first field of the name that is filled: an empty one does not hide another
+        assert delivered == [{"id": "1", "value": "Emergency"}, {"id": "2", "value": "Standard"}]
 
 
 def test_data_center_pages_with_start_at_and_follows_a_capped_page_size(

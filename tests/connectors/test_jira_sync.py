@@ -224,6 +224,29 @@ def test_requests_changes_and_sla_cycles_land_in_their_kinds_and_c1_uses_the_cyc
         slas = [dict(r._mapping) for r in conn.execute(sa.select(CANONICAL_TABLES["sla"]))]
     assert ids["request_item"] == by_type["[System] Service request"]
     assert ids["change"] == by_type["[System] Change"]
+    # Each change's type comes from the filled one of the two "Change type" lists (found
+    # by name: no schema type tells them apart), its outcome from a "Failed" status, else
+    # from its resolution.
+    with engine.connect() as conn:
+        change_rows = conn.execute(
+            sa.select(CANONICAL_TABLES["change"].c["source_id", "type", "close_code"])
+        )
+        stored_changes = {r.source_id: (r.type, r.close_code) for r in change_rows}
+
+    def outcome(fields: dict[str, Any]) -> str | None:
+        if fields["status"]["name"] == "Failed":
+            return "unsuccessful"
+        resolution = fields["resolution"]
+        return "successful" if resolution and resolution["name"] == "Done" else None
+
+    expected_changes = {
+        i["id"]: (i["fields"]["customfield_10050"]["value"].lower(), outcome(i["fields"]))
+        for i in issues
+        if i["fields"]["issuetype"]["name"] == "[System] Change"
+    }
+    assert stored_changes == expected_changes
+    outcomes = {code for _, code in expected_changes.values()}
+    assert {"successful", "unsuccessful", None} <= outcomes
     assert {s["sla_type"] for s in slas} == {"response", "resolution"}
     with engine.connect() as conn:
         surveys = {r.task: r.rating for r in conn.execute(sa.select(CANONICAL_TABLES["survey"]))}

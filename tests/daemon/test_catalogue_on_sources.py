@@ -242,4 +242,17 @@ def test_jira_links_labels_and_automation_feed_the_same_metrics(tmp_path: Path) 
     l6 = value_of(engine, config, "L6", period)
     assignees = {i["fields"]["assignee"]["accountId"] for i in resolved}
     assert (l6.numerator, l6.denominator) == (len(resolved), len(assignees))
+
+    # I6, I8, L4 from JSM's "Change type" list and a "Failed" end, as for ServiceNow's
+    # type and close code: changes closed in the year, cancelled ones left out.
+    closed = [i for i in issues if i["id"] in changes]
+    failed = sum(i["fields"]["status"]["name"] == "Failed" for i in closed)
+    i6 = value_of(engine, config, "I6", period)
+    assert failed > 0 and (i6.numerator, i6.denominator) == (len(closed) - failed, len(closed))
+    types = [i["fields"]["customfield_10050"]["value"] for i in closed]
+    i8 = value_of(engine, config, "I8", period)
+    assert (i8.numerator, i8.denominator) == (types.count("Emergency"), len(closed))
+    l4 = value_of(engine, config, "L4", period)
+    assert (l4.numerator, l4.denominator) == (types.count("Standard"), len(closed))
+    assert 0 < i8.numerator < l4.numerator < len(closed)
     engine.dispose()

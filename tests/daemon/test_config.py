@@ -88,6 +88,16 @@ def test_plaintext_password_is_refused_without_echoing_it(tmp_path: Path) -> Non
     assert not any("hunter2-Marker" in line for line in lines)
 
 
+def test_a_misspelt_jira_field_role_is_named_with_the_roles_there_are(tmp_path: Path) -> None:
+    lines = problems(make(tmp_path, append='field_names = { "itbsc:chnage_type" = "Type" }'))
+    assert any(
+        "sources.snow.field_names" in line
+        and "unknown field role 'itbsc:chnage_type'" in line
+        and "itbsc:change_type" in line
+        for line in lines
+    ), lines
+
+
 def test_scorecard_with_unknown_metric_names_the_scorecard_file(tmp_path: Path) -> None:
     path = make(tmp_path)
     scorecard = tmp_path / "scorecard.toml"
@@ -111,6 +121,20 @@ def test_mapping_to_a_non_standard_value_is_refused(tmp_path: Path) -> None:
     mapping = tmp_path / "mappings" / "servicenow.toml"
     mapping.write_text(mapping.read_text().replace('"6" = "resolved"', '"6" = "fixed"'))
     assert any("'fixed' is not a standard value" in line for line in problems(path))
+
+
+def test_a_misspelt_history_fact_is_named_with_the_facts_there_are(tmp_path: Path) -> None:
+    path = make(tmp_path)
+    mapping = tmp_path / "mappings" / "servicenow.toml"
+    text = mapping.read_text()
+    assert 'work_end = "work_end"' in text
+    mapping.write_text(text.replace('work_end = "work_end"', 'work_end = "@history.resolvd_at"'))
+    assert any(
+        "change.fields.work_end" in line
+        and "'@history.resolvd_at': no such history fact" in line
+        and "resolved_at" in line
+        for line in problems(path)
+    )
 
 
 def test_check_config_succeeds_on_a_good_file(tmp_path: Path) -> None:

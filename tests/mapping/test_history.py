@@ -25,7 +25,7 @@ def move(when: str, before: str, after: str, by: str = "", **extra: Any) -> dict
 
 def test_reopen_clears_the_resolution_time_and_the_last_resolution_counts() -> None:
     record = {
-        "fields": {"status": {"statusCategory": {"key": "done"}}},
+        "fields": {"status": {"name": "Failed", "statusCategory": {"key": "done"}}},
         "changelog": {
             "histories": [
                 move("2026-05-01T09:00:00.000+0000", "new", "indeterminate"),
@@ -50,10 +50,15 @@ def test_reopen_clears_the_resolution_time_and_the_last_resolution_counts() -> N
         "reopen_count": 1,
         "reassignment_count": 1,
         "first_response_at": "2026-05-01T08:00:00.000+0000",
+        "ended_in": "Failed",  # the status it ended in: a change's outcome
     }
-    record["fields"]["status"]["statusCategory"]["key"] = "indeterminate"
+    record["fields"]["status"] = {
+        "name": "Implementing",
+        "statusCategory": {"key": "indeterminate"},
+    }
     reopened = history_facts(record)
     assert reopened["resolved_at"] is None and reopened["resolved_by"] is None  # open again
+    assert reopened["ended_in"] is None  # an open issue has not ended in anything
 
 
 def test_a_workflow_migration_is_not_a_reopen() -> None:
