@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -755,7 +756,7 @@ def explain_command(
     output: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """One value and every record behind it: definition, numerator, denominator, exclusions."""
-    from daemon.explain import explain_metric, explanation_json
+    from daemon.explain import explain_metric, explanation_json, moment_columns
 
     config = _load(sources=False)
     if metric not in config.catalogue.by_id():
@@ -802,11 +803,21 @@ def explain_command(
     # In the reporting zone, as the periods are cut: a record resolved on 31 March at
     # 23:30 UTC is April's in Amsterdam, and the table says so.
     zone = config.zone
+    moments = moment_columns(data)
+
+    def local(text: str | None) -> str:
+        return f"{datetime.fromisoformat(text).astimezone(zone):%Y-%m-%d %H:%M:%S}" if text else ""
+
     table = Table(
-        "source", "id", "number", f"{data['cohort']} ({data['timezone']})", "part", "detail"
+        "source",
+        "id",
+        "number",
+        f"{data['cohort']} ({data['timezone']})",
+        *(heading for heading, _ in moments),
+        "part",
+        "detail",
     )
     for record in data["records"][:limit]:
-        moment = datetime.fromisoformat(record[data["cohort"]]).astimezone(zone)
         detail = record["reason"] or (
             f"{record['sample']:.2f}" if record["sample"] is not None else ""
         )
@@ -814,14 +825,29 @@ def explain_command(
             record["source"],
             record["source_id"],
             record["number"] or "",
-            f"{moment:%Y-%m-%d %H:%M:%S}",
+            local(record[data["cohort"]]),
+            *(local(record[key]) for _, key in moments),
             record["part"],
             detail,
         )
-    out.print(table)
+    print_whole(table)
     hidden = len(data["records"]) - limit
     if hidden > 0:
         out.print(f"... and {hidden} more (use --format json for all)", highlight=False)
+
+
+def print_whole(table: Table) -> None:
+    """A table of record ids at its full width when written to a file or a pipe: ids cut short
+    ("cf55d2e4…") cannot be traced to their tickets. A terminal wraps at its own width."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    natural = Measurement.get(out, out.options.update_width(10_000), table).maximum
+    capped, out.width = out.width, max(out.width, natural)
+    try:
+        out.print(table)
+    finally:
+        out.width = capped
 
 
 def _explain_composite(

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from daemon.compute import canonical_rows, interval_rows
 from daemon.settings import Config
-from mapping.catalogue import MetricSpec
+from mapping.catalogue import STOCK_KINDS, MetricSpec
 from mapping.explain import Explanation, explain
 from mapping.model import KINDS
 from mapping.periods import Period
@@ -50,6 +50,8 @@ def explanation_json(explanation: Explanation, config: Config) -> dict[str, Any]
         "unit": metric.unit,
         "record": metric.record,
         "cohort": cohort(metric),
+        "start_field": metric.start,
+        "end_field": end_field(metric),
         "timezone": config.zone.key,  # the periods' zone; the records' moments are UTC
         "period": explanation.period.label,
         "dimension": explanation.dimension,
@@ -80,3 +82,20 @@ def explanation_json(explanation: Explanation, config: Config) -> dict[str, Any]
 def cohort(metric: MetricSpec) -> str:
     """The timestamp that places a record: the cohort, or a stock's start."""
     return metric.cohort or metric.start or ""
+
+
+def end_field(metric: MetricSpec) -> str | None:
+    """What a record's ``end`` is: a duration's or flow's end, or the first of the moments that
+    take a record out of a stock."""
+    if metric.kind in STOCK_KINDS and metric.kind != "flow_ratio":
+        return " / ".join(metric.closed_by) or None
+    return metric.end
+
+
+def moment_columns(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(heading, record key) of the moments a record was measured by, beside its cohort time:
+    a duration's start and end, a stock's closing — so the listed records show the timestamps
+    each value used."""
+    placed = data["cohort"]
+    columns = [(data["start_field"], "start"), (data["end_field"], "end")]
+    return [(name, key) for name, key in columns if name and name != placed]

@@ -153,3 +153,44 @@ def test_explain_table_shows_each_record_in_the_reporting_zone(
         (line,) = [line for line in table.splitlines() if f" {number} " in line]
         assert f"{moment.astimezone(config.zone):%Y-%m-%d %H:%M:%S}" in line
         assert f"{moment:%Y-%m-%d %H:%M}" not in line
+
+
+def test_explain_table_shows_the_moments_each_value_was_measured_between(
+    synced: tuple[Config, sa.Engine],
+) -> None:
+    """A duration's records show where each sample started (opened_at) beside the time that
+    placed it, and a stock's records when they left it — the timestamps behind each value."""
+    config, _ = synced
+    env = {**os.environ, "ITBSC_TEST_SNOW_PASSWORD": SANDBOX_PASSWORD}
+
+    def run(metric: str, *extra: str) -> str:
+        command = [sys.executable, "-m", "daemon.cli", "--config", str(config.path), "explain"]
+        done = subprocess.run(
+            [*command, metric, "--period", "2026-05", *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    data = json.loads(run("I1", "--format", "json"))
+    assert (data["start_field"], data["end_field"]) == ("opened_at", "resolved_at")
+    samples = [r for r in data["records"] if r["part"] == "sample"]
+    assert len(samples) > 20
+    table = run("I1", "--limit", str(len(data["records"])))
+    header = next(line for line in table.splitlines() if "resolved_at (" in line)
+    assert "opened_at" in header  # the end is the placing time: shown once
+    for record in samples:
+        start = datetime.fromisoformat(record["start"])
+        end = datetime.fromisoformat(record["end"])
+        assert record["sample"] == pytest.approx((end - start).total_seconds() / 3600)
+        (line,) = [line for line in table.splitlines() if f" {record['number']} " in line]
+        assert f" {record['source_id']} " in line  # whole, written to a pipe: traceable
+        assert f"{start.astimezone(config.zone):%Y-%m-%d %H:%M:%S}" in line
+        assert f"{record['sample']:.2f}" in line
+
+    stock = json.loads(run("I4", "--format", "json"))
+    assert stock["end_field"] == "resolved_at / closed_at"
+    assert "resolved_at / closed_at" in run("I4")
