@@ -1049,7 +1049,16 @@ def demo_command(
     directory: Annotated[
         Path, typer.Option("--dir", help="Where the demo config and database go.")
     ] = Path("demo"),
-    count: Annotated[int, typer.Option(help="Incidents in the generated year.")] = 5000,
+    count: Annotated[int, typer.Option(help="ServiceNow incidents per generated year.")] = 5000,
+    years: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=5,
+            help="Years of history generated; two give the year-on-year measures (L5) a year "
+            "to compare with.",
+        ),
+    ] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 42,
     serve: Annotated[
         str | None,
@@ -1065,14 +1074,15 @@ def demo_command(
 
     from daemon.demo import start_jira_sandbox, start_sandbox, write_demo_config
 
-    issues = max(100, count * 2 // 5)
+    incidents, issues = count * years, max(100, count * 2 // 5) * years
+    days = 365 * years
     with ExitStack() as stack:
-        sandbox = stack.enter_context(start_sandbox(count, seed))
-        jira = stack.enter_context(start_jira_sandbox(issues, seed))
+        sandbox = stack.enter_context(start_sandbox(incidents, seed, days))
+        jira = stack.enter_context(start_jira_sandbox(issues, seed, days))
         state.config_path = write_demo_config(directory, sandbox.url, jira.url, every=serve)
         out.print(
-            f"sandbox ServiceNow at {sandbox.url} with {count} incidents; sandbox Jira at "
-            f"{jira.url} with {issues} issues; config {state.config_path}",
+            f"sandbox ServiceNow at {sandbox.url} with {incidents} incidents; sandbox Jira at "
+            f"{jira.url} with {issues} issues, over {years} year(s); config {state.config_path}",
             highlight=False,
         )
         config = _load()

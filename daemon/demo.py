@@ -56,22 +56,24 @@ catalogue = "metrics.toml"
 """
 
 
-def start_sandbox(count: int, seed: int) -> RunningSandbox:
-    """Serve a generated dataset; the password is random and lives only in this process's env."""
+def start_sandbox(count: int, seed: int, days: int = 365) -> RunningSandbox:
+    """Serve ``count`` incidents over ``days``; the password is random and lives only in this
+    process's env."""
     password = secrets.token_urlsafe(16)
     os.environ[DEMO_PASSWORD_ENV] = password
     instance = ServiceNowInstance(users={DEMO_USER: password})
-    instance.load(generate(count, seed=seed))
+    instance.load(generate(count, seed=seed, days=days))
     return serve(instance)
 
 
-def start_jira_sandbox(count: int, seed: int) -> RunningJira:
-    """A Jira Cloud site with JSM incidents, requests and changes; the token lives in the env."""
+def start_jira_sandbox(count: int, seed: int, days: int = 365) -> RunningJira:
+    """A Jira Cloud site with JSM incidents, requests and changes over ``days``; the token lives
+    in the env."""
     token = secrets.token_urlsafe(16)
     os.environ[DEMO_JIRA_TOKEN_ENV] = token
     instance = JiraInstance(flavour="cloud", users={DEMO_JIRA_USER: token})
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    instance.load(generate_jira(count, end=end, seed=seed))
+    instance.load(generate_jira(count, end=end, seed=seed, days=days))
     return serve_jira(instance)
 
 

@@ -228,9 +228,15 @@ def _incident(
 
 
 def generate(
-    count: int = 5000, *, end: datetime | None = None, seed: int = 42, related: bool = True
+    count: int = 5000,
+    *,
+    end: datetime | None = None,
+    seed: int = 42,
+    related: bool = True,
+    days: int = 365,
 ) -> Dataset:
-    """A year of incidents ending at ``end`` (default: now, to the hour) plus their groups.
+    """``count`` incidents over the ``days`` (a year) ending at ``end`` (default: now, to the
+    hour) plus their groups.
 
     With ``related`` the tables around them too (see sandbox.related): changes,
     problems, SLA cycles, requests and survey answers, all cross-referenced.
@@ -238,10 +244,12 @@ def generate(
     end = end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     rng = random.Random(seed + 1)
     group_rows = groups(rng)
-    rows = list(incidents(count, end=end, seed=seed, group_rows=group_rows))
+    rows = list(incidents(count, end=end, days=days, seed=seed, group_rows=group_rows))
     tables = {"incident": rows, "sys_user_group": group_rows}
     if related:
         from sandbox.related import related_tables  # it builds on this module's constants
 
-        tables.update(related_tables(random.Random(seed + 2), rows, end=end, groups=group_rows))
+        tables.update(
+            related_tables(random.Random(seed + 2), rows, end=end, groups=group_rows, days=days)
+        )
     return Dataset(tables=tables)

@@ -178,23 +178,24 @@ def _cycle(
 
 
 def generate_jira(
-    count: int, *, end: datetime, seed: int = 42, project: str = "ITSM"
+    count: int, *, end: datetime, seed: int = 42, project: str = "ITSM", days: int = 365
 ) -> JiraDataset:
-    """``count`` issues over the year before ``end``: 60 % incidents, 30 % requests, 10 % changes."""
+    """``count`` issues over the ``days`` (a year) before ``end``: 60 % incidents, 30 %
+    requests, 10 % changes."""
     rng = random.Random(seed)
     feedback = random.Random(seed + 1)  # its own stream: the rest of the data does not move
     extras = random.Random(seed + 2)  # services, labels, links, automation: their own stream
     outcomes = random.Random(seed + 3)  # change types and failures: their own stream
     changes: list[dict[str, Any]] = []
     linkable: list[dict[str, Any]] = []  # incidents, linked to changes once all exist
-    start = end - timedelta(days=365)
+    start = end - timedelta(days=days)
     issues: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}
     history_id = 100000
     for i in range(count):
         kind = rng.choices(("incident", "request", "change"), weights=(0.6, 0.3, 0.1))[0]
         pid, pname, _, goal_hours = rng.choices(PRIORITIES, weights=[p[2] for p in PRIORITIES])[0]
-        created = start + timedelta(seconds=rng.uniform(0, 365 * 86400))
+        created = start + timedelta(seconds=rng.uniform(0, days * 86400))
         issue_id = str(20000 + i)
         events: list[tuple[datetime, list[dict[str, Any]]]] = []
         workflow = {"status": "open"}

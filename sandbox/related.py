@@ -356,9 +356,11 @@ def related_tables(
     *,
     end: datetime,
     groups: list[dict[str, Any]],
+    days: int = 365,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every table around ``incidents``, at sizes in proportion to them, linked both ways."""
-    start = end - timedelta(days=365)
+    """Every table around ``incidents``, at sizes in proportion to them, linked both ways,
+    over the same ``days`` before ``end``."""
+    start = end - timedelta(days=days)
     group_ids = [g["sys_id"] for g in groups]
     count = len(incidents)
     change_rows = changes(rng, max(1, count // 10), start=start, end=end, group_ids=group_ids)

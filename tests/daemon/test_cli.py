@@ -192,9 +192,14 @@ def test_failed_source_exits_1_keeps_data_and_hides_the_password(
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo"), "--count", "800"])
     assert result.exit_code == 0, result.output
-    assert "succeeded — 800 fetched" in result.stdout
+    assert "succeeded — 1600 fetched" in result.stdout  # two years of 800 by default
     for word in ("CUSTOMER", "FINANCIAL", "INTERNAL BUSINESS PROCESSES", "LEARNING AND GROWTH"):
         assert word in result.stdout
+    # two years: the year-on-year trend has a year to compare with, on the card and per source
+    (card_row,) = [line for line in result.stdout.splitlines() if " L5 First-assignment" in line]
+    assert " pp " in card_row and "NO DATA" not in card_row
+    by_source = [line for line in result.stdout.splitlines() if line.startswith("│ L5 ")]
+    assert len(by_source) == 2 and all(" pp " in line for line in by_source)
     assert (tmp_path / "demo" / "itbsc.toml").is_file()
 
 
