@@ -634,7 +634,9 @@ def input_list(
     if output == Format.json:
         out.print_json(data={"entries": [e.__dict__ for e in trail]})
         return
-    table = Table("#", "input", "period", "value", "entered by", "entered at", "note", "status")
+    table = Table(
+        "#", "input", "period", "value", "entered by", "entered at (UTC)", "note", "status"
+    )
     for e in trail:
         status = f"superseded by #{e.superseded_by}" if e.superseded_by else "current"
         table.add_row(
@@ -643,7 +645,7 @@ def input_list(
             e.period,
             f"{e.value:g} {e.unit}".strip(),
             e.entered_by,
-            e.entered_at[:19],
+            _utc_text(e.entered_at),
             e.note,
             status,
         )
@@ -938,9 +940,12 @@ def _explain_manual(config: Config, spec: Any, chosen: Any, output: Format) -> N
     if output == Format.json:
         out.print_json(data=data)
         return
-    out.print(f"{spec.id} {spec.name} (manual) — {chosen.label}: {value.value}", highlight=False)
+    shown = "—" if value.value is None else f"{value.value:,.2f} {spec.unit}".strip()
+    out.print(f"{spec.id} {spec.name} (manual) — {chosen.label}: {shown}", highlight=False)
     out.print(spec.description, highlight=False, markup=False)
-    table = Table("#", "input", "period", "value", "entered by", "entered at", "note", "status")
+    table = Table(
+        "#", "input", "period", "value", "entered by", "entered at (UTC)", "note", "status"
+    )
     for e in used:
         status = f"superseded by #{e['superseded_by']}" if e["superseded_by"] else "used"
         table.add_row(
@@ -949,7 +954,7 @@ def _explain_manual(config: Config, spec: Any, chosen: Any, output: Format) -> N
             e["period"],
             f"{e['value']:g}",
             e["entered_by"],
-            e["entered_at"][:19],
+            _utc_text(e["entered_at"]),
             e["note"],
             status,
         )
@@ -1038,6 +1043,11 @@ def metrics_command(
             str(o["n"]),
         )
     out.print(table)
+
+
+def _utc_text(moment: str) -> str:
+    """A stored moment (ISO, with its offset) as UTC to the second: the register's clock."""
+    return f"{datetime.fromisoformat(moment).astimezone(UTC):%Y-%m-%d %H:%M:%S}"
 
 
 def _num(value: float | None) -> str:
