@@ -27,7 +27,9 @@ _FALSE = frozenset({"false", "0", "no"})
 LINK = "@link."
 """``@link.is caused by``: the id of the first issue linked with that description (Jira
 ``issuelinks``: an ``inwardIssue`` reads with the type's inward phrase, an ``outwardIssue``
-with its outward one)."""
+with its outward one). ``@link.is caused by/Change|[System] Change``: the first such issue
+of one of those issue types — JSM links an incident to its problem and to the change behind
+it with the same "is caused by"."""
 LABEL = "@label."
 """``@label.kb-used``: whether the record carries that label (None when labels are absent)."""
 
@@ -273,18 +275,35 @@ def _link_and_label_facts(
     fields = data.get("fields") or {}
     facts: dict[str, Any] = {}
     for name in links:
-        phrase = name[len(LINK) :].strip().lower()
+        phrase, types = link_fact(name)
         facts[name] = None
         for link in fields.get("issuelinks") or []:
             kind = link.get("type") or {}
             for side, issue_key in (("inward", "inwardIssue"), ("outward", "outwardIssue")):
                 issue = link.get(issue_key)
-                if issue and str(kind.get(side) or "").strip().lower() == phrase:
-                    facts[name] = issue.get("id")
-                    break
+                if not issue or str(kind.get(side) or "").strip().lower() != phrase:
+                    continue
+                if types and _issue_type(issue) not in types:
+                    continue
+                facts[name] = issue.get("id")
+                break
             if facts[name] is not None:
                 break
     present = fields.get("labels")
     for name in labels:
         facts[name] = None if present is None else name[len(LABEL) :] in present
     return facts
+
+
+def link_fact(name: str) -> tuple[str, frozenset[str]]:
+    """``@link.is caused by/Problem|[System] Problem`` -> ("is caused by", {"problem",
+    "[system] problem"}); no types: any linked issue. Compared case-insensitively."""
+    phrase, _, types = name[len(LINK) :].partition("/")
+    wanted = frozenset(t.strip().lower() for t in types.split("|") if t.strip())
+    return phrase.strip().lower(), wanted
+
+
+def _issue_type(issue: Mapping[str, Any]) -> str:
+    """A linked issue's type name, as Jira summarises linked issues (``fields.issuetype``)."""
+    kind = (issue.get("fields") or {}).get("issuetype") or {}
+    return str(kind.get("name") or "").strip().lower()

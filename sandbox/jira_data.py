@@ -54,6 +54,7 @@ ISSUE_TYPES = {
     "incident": ("10100", "[System] Incident"),
     "request": ("10101", "[System] Service request"),
     "change": ("10102", "[System] Change"),
+    "problem": ("10103", "[System] Problem"),
 }
 PRIORITIES = (
     ("1", "Highest", 0.03, 4),
@@ -66,6 +67,15 @@ AUTOMATION = "557058:f58131cb-b67d-43c7-b30d-6b58d40bd077"  # "Automation for Ji
 # components standing for services
 SERVICES = ("Email", "VPN", "ERP", "Website", "Payroll", "Wi-Fi", "Printing", "CRM", "HR portal")
 CAUSE = {"id": "10002", "name": "Cause", "inward": "is caused by", "outward": "causes"}
+# JSM's own type for problems and their incidents: the same phrase as a change's cause
+PROBLEM_CAUSE = {
+    "id": "10003",
+    "name": "Problem/Incident",
+    "inward": "is caused by",
+    "outward": "causes",
+}
+PROBLEMS_EVERY = 66  # one issue in 66 is a problem (one for every 40 incidents)
+PROBLEM_LINKED = 0.1  # incidents linked to a problem opened before them
 
 
 @dataclass
@@ -180,8 +190,8 @@ def _cycle(
 def generate_jira(
     count: int, *, end: datetime, seed: int = 42, project: str = "ITSM", days: int = 365
 ) -> JiraDataset:
-    """``count`` issues over the ``days`` (a year) before ``end``: 60 % incidents, 30 %
-    requests, 10 % changes."""
+    """``count`` issues over the ``days`` (a year) before ``end``: one in 66 a problem, the
+    rest 60 % incidents, 30 % requests, 10 % changes."""
     rng = random.Random(seed)
     feedback = random.Random(seed + 1)  # its own stream: the rest of the data does not move
     extras = random.Random(seed + 2)  # services, labels, links, automation: their own stream
@@ -192,7 +202,8 @@ def generate_jira(
     issues: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}
     history_id = 100000
-    for i in range(count):
+    problem_count = count // PROBLEMS_EVERY
+    for i in range(count - problem_count):
         kind = rng.choices(("incident", "request", "change"), weights=(0.6, 0.3, 0.1))[0]
         pid, pname, _, goal_hours = rng.choices(PRIORITIES, weights=[p[2] for p in PRIORITIES])[0]
         created = start + timedelta(seconds=rng.uniform(0, days * 86400))
@@ -337,7 +348,105 @@ def generate_jira(
             }
         )
     _link_causes(extras, linkable, changes)
+    problems = _problems(
+        random.Random(seed + 4),
+        linkable,
+        problem_count,
+        start=start,
+        end=end,
+        first=count - problem_count,
+        project=project,
+    )
+    for problem, problem_histories in problems:
+        issues.append(problem)
+        histories[problem["id"]] = problem_histories
     return JiraDataset(issues=issues, histories=histories, fields=field_definitions())
+
+
+def _summary(issue: dict[str, Any]) -> dict[str, Any]:
+    """A linked issue as Jira summarises it inside ``issuelinks``."""
+    fields = issue["fields"]
+    return {
+        "id": issue["id"],
+        "key": issue["key"],
+        "fields": {
+            "summary": fields["summary"],
+            "status": fields["status"],
+            "priority": fields["priority"],
+            "issuetype": fields["issuetype"],
+        },
+    }
+
+
+def _problems(
+    rng: random.Random,
+    incidents: list[dict[str, Any]],
+    count: int,
+    *,
+    start: datetime,
+    end: datetime,
+    first: int,
+    project: str,
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """``count`` problems (numbered after the other issues, from their own random stream),
+    each with its history; some incidents are linked "is caused by" to a problem opened
+    before them — listed ahead of a change's link, as a site may order them."""
+    made: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for j in range(count):
+        issue_id, key = str(20000 + first + j), f"{project}-{first + j + 1}"
+        created = start + (end - start) * rng.random()
+        _, pname, _, _ = rng.choice(PRIORITIES)
+        workflow, events = "open", []
+        analysed = created + timedelta(hours=rng.uniform(1, 72))
+        if analysed < end:
+            events.append((analysed, _status_item("open", "progress")))
+            workflow = "progress"
+            fixed = analysed + timedelta(days=rng.lognormvariate(2.5, 0.8))
+            if fixed < end:
+                events.append((fixed, _status_item("progress", "resolved")))
+                workflow = "resolved"
+        resolved = events[-1][0] if workflow == "resolved" else None
+        type_id, type_name = ISSUE_TYPES["problem"]
+        fields: dict[str, Any] = {
+            "summary": f"Problem {j}",
+            "project": {"id": "10000", "key": project, "name": "IT Service Management"},
+            "issuetype": {"id": type_id, "name": type_name, "subtask": False},
+            "status": _status(workflow),
+            "priority": next({"id": p[0], "name": p[1]} for p in PRIORITIES if p[1] == pname),
+            "resolution": {"id": "10000", "name": "Done"} if resolved else None,
+            "resolutiondate": resolved,
+            "created": created,
+            "updated": events[-1][0] if events else created,
+            "assignee": _user(rng.choice(AGENTS)),
+            "labels": [],
+            "issuelinks": [],
+            "components": [],
+        }
+        problem = {
+            "id": issue_id,
+            "key": key,
+            "fields": fields,
+            "_created": created,
+            "_updated": fields["updated"],
+            "_resolved": resolved,
+        }
+        problem_histories = [
+            {"id": f"7{issue_id}{n}", "author": _user(AGENTS[0]), "created": at, "items": [item]}
+            for n, (at, item) in enumerate(events)
+        ]
+        made.append((problem, problem_histories))
+    by_opening = sorted((p for p, _ in made), key=lambda p: p["fields"]["created"])
+    openings = [p["fields"]["created"] for p in by_opening]
+    for incident in incidents:
+        fields = incident["fields"]
+        known = bisect.bisect_left(openings, fields["created"])
+        if known == 0 or rng.random() >= PROBLEM_LINKED:
+            continue
+        problem = by_opening[rng.randrange(known)]
+        link = {"id": f"4{incident['id']}", "type": PROBLEM_CAUSE}
+        fields["issuelinks"].insert(0, link | {"inwardIssue": _summary(problem)})
+        problem["fields"]["issuelinks"].append(link | {"outwardIssue": _summary(incident)})
+    return made
 
 
 def _link_causes(
@@ -357,12 +466,8 @@ def _link_causes(
             continue
         change = done[i]
         link = {"id": f"3{incident['id']}", "type": CAUSE}
-        fields["issuelinks"].append(
-            link | {"inwardIssue": {"id": change["id"], "key": change["key"]}}
-        )
-        change["fields"]["issuelinks"].append(
-            link | {"outwardIssue": {"id": incident["id"], "key": incident["key"]}}
-        )
+        fields["issuelinks"].append(link | {"inwardIssue": _summary(change)})
+        change["fields"]["issuelinks"].append(link | {"outwardIssue": _summary(incident)})
         fields["components"] = list(change["fields"]["components"])
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from daemon import db
 from daemon.compute import compute
+from daemon.models import CANONICAL_TABLES
 from daemon.settings import Config, load_config
 from daemon.sync import resync
 from mapping.metrics import MetricValue
@@ -239,6 +240,29 @@ def test_jira_links_labels_and_automation_feed_the_same_metrics(tmp_path: Path) 
     i7 = value_of(engine, config, "I7", period)
     assert len(changes & blamed) > 0
     assert (i7.numerator, i7.denominator) == (len(changes & blamed), len(changes))
+
+    # I11: JSM links an incident to its problem with the same "is caused by" as to a change
+    # (ahead of it here); the problem is told apart by the linked issue's type.
+    def problem_linked(issue: dict[str, Any]) -> bool:
+        return any(
+            link["type"]["inward"] == "is caused by"
+            and link["inwardIssue"]["fields"]["issuetype"]["name"] == "[System] Problem"
+            for link in issue["fields"]["issuelinks"]
+            if "inwardIssue" in link
+        )
+
+    i11 = value_of(engine, config, "I11", period)
+    linked = sum(problem_linked(i) for i in resolved)
+    assert linked > 0 and (i11.numerator, i11.denominator) == (linked, len(resolved))
+    problems = {i["id"] for i in issues if kind(i) == "[System] Problem"}
+    incident_table = CANONICAL_TABLES["incident"]
+    with engine.connect() as conn:
+        causes = set(
+            conn.execute(
+                sa.select(incident_table.c.caused_by).where(incident_table.c.caused_by.is_not(None))
+            ).scalars()
+        )
+    assert causes and not causes & problems  # a problem is never taken for the change
     l6 = value_of(engine, config, "L6", period)
     assignees = {i["fields"]["assignee"]["accountId"] for i in resolved}
     assert (l6.numerator, l6.denominator) == (len(resolved), len(assignees))

@@ -204,6 +204,35 @@ def test_jira_links_labels_and_automation_become_fields() -> None:
     assert (record["kb_used"], record["auto_resolved"]) == (None, None)  # no actors configured
 
 
+def test_a_link_fact_can_ask_for_the_linked_issue_type() -> None:
+    """JSM links an incident to its problem and to the change behind it with the same phrase:
+    each field takes the linked issue of its own type, whichever link comes first."""
+    cause = {"name": "Problem/Incident", "inward": "is caused by", "outward": "causes"}
+
+    def linked(issue_id: str, kind: str | None) -> dict[str, Any]:
+        summary = {"fields": {"issuetype": {"name": kind}}} if kind else {}
+        return {"type": cause, "inwardIssue": {"id": issue_id, **summary}}
+
+    fields = {
+        "caused_by": "@link.is caused by/[System] Change|Change",
+        "problem_id": "@link.Is Caused By/ problem | [System] Problem ",
+        "number": "key",
+    }
+    incident = {"stream": "issues", "fields": fields}
+    mapping = MappingSpec.model_validate({"version": "t", "incident": incident})
+    assert mapping.incident is not None
+    translate = Translator(INCIDENT, mapping.incident, mapping, "jira").translate
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    links = [linked("4", "Bug"), linked("5", "[System] Problem"), linked("6", "Change")]
+    record = translate("7", now, {"key": "ITSM-7", "fields": {"issuelinks": links}})
+    assert (record["caused_by"], record["problem_id"]) == ("6", "5")
+    record = translate("7", now, {"key": "ITSM-7", "fields": {"issuelinks": links[:1]}})
+    assert (record["caused_by"], record["problem_id"]) == (None, None)  # a bug is neither
+    untyped = [linked("8", None)]  # a link without the linked issue's type: not assumed
+    record = translate("7", now, {"key": "ITSM-7", "fields": {"issuelinks": untyped}})
+    assert (record["caused_by"], record["problem_id"]) == (None, None)
+
+
 def test_facts_request_the_jira_fields_they_read() -> None:
     mapping = translator()._map  # the connector asks Jira for these
     assert {"fields.issuelinks", "fields.labels"} <= set(mapping.source_fields())
