@@ -39,11 +39,33 @@ def breach(sla_type: str, incidents: Table) -> Any:
     )
 
 
-def refresh(conn: Connection, source: str, incident_ids: Iterable[str]) -> None:
-    """Recompute the summary of these incidents of ``source`` from their stored cycles."""
+def response_end(incidents: Table) -> Any:
+    """When the incident's first completed response cycle ended: its first response, for a
+    source whose mapping says ``first_response_at = "@sla.response_end"``."""
+    sla = CANONICAL_TABLES["sla"]
+    return (
+        select(func.min(sla.c.end_time))
+        .where(
+            sla.c.source == incidents.c.source,
+            sla.c.task == incidents.c.source_id,
+            sla.c.sla_type == "response",
+            sla.c.deleted_at.is_(None),
+            sla.c.stage == "completed",
+        )
+        .scalar_subquery()
+    )
+
+
+def refresh(
+    conn: Connection, source: str, incident_ids: Iterable[str], *, first_response: bool = False
+) -> None:
+    """Recompute the summary of these incidents of ``source`` from their stored cycles (and,
+    with ``first_response``, their first response)."""
     incidents = CANONICAL_TABLES["incident"]
     ids = sorted(set(incident_ids))
     values = {column: breach(sla_type, incidents) for column, sla_type in SUMMARIES.items()}
+    if first_response:
+        values["first_response_at"] = response_end(incidents)
     for start in range(0, len(ids), CHUNK):
         conn.execute(
             update(incidents)

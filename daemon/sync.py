@@ -169,6 +169,7 @@ class StreamWriter:
         self.attribution = uses_attribution(config)
         self.affected = affected
         self.sla_decides_incidents = "sla" in self.kinds and source in sla_record_sources(config)
+        self.fills_first_response = config.mappings[source].first_response_from_cycles()
 
     def write(self, conn: Connection, run_id: str, page: Page, skipped: Counter[str]) -> int:
         """Write one page; returns how many records became a canonical record of a main kind."""
@@ -265,10 +266,20 @@ class StreamWriter:
         where the source takes "SLA met" from its cycles, restate the periods of the
         incidents whose cycles changed, deleted ones included."""
         every = {*tasks, *written}
+        incidents = CANONICAL_TABLES["incident"]
+        # A first response read from the cycles moves with them: I2 restates the day it
+        # leaves (an incident just written kept its old one in the page's own reading).
+        responses = ["first_response_at"] if self.fills_first_response else []
+        untouched = tasks.difference(written)
+        if responses and untouched:
+            old = store.existing_values(conn, incidents, self.source, sorted(untouched), responses)
+            self.affected.add_rows("incident", old)
         if every:
-            sla_summary.refresh(conn, self.source, every)
+            sla_summary.refresh(conn, self.source, every, first_response=bool(responses))
+        if responses and every:
+            new = store.existing_values(conn, incidents, self.source, sorted(every), responses)
+            self.affected.add_rows("incident", new)
         if self.sla_decides_incidents and tasks:
-            incidents = CANONICAL_TABLES["incident"]
             columns = self.affected.cohort_columns("incident")
             found = store.existing_values(conn, incidents, self.source, sorted(tasks), columns)
             self.affected.add_rows("incident", found)

@@ -74,6 +74,12 @@ class MappingSpec(_Strict):
     group: KindMap | None = None
     survey: KindMap | None = None
 
+    def first_response_from_cycles(self) -> bool:
+        """Whether incidents take their first response from their response SLA cycles."""
+        return self.incident is not None and (
+            self.incident.fields.get("first_response_at") == RESPONSE_END
+        )
+
     def kind_maps(self) -> dict[str, KindMap]:
         return {name: m for name in KINDS if (m := getattr(self, name)) is not None}
 
@@ -111,6 +117,10 @@ def mapping_problems(spec: MappingSpec) -> list[tuple[str, str]]:
                     f"stream {stream!r} is mapped by several record kinds: give each a `match`",
                 )
             )
+    if spec.first_response_from_cycles() and spec.sla is None:
+        problems.append(
+            ("incident.fields.first_response_at", f"{RESPONSE_END!r} needs an [sla] map")
+        )
     if spec.sla_attainment == "sla_records" and spec.sla is None:
         problems.append(("sla_attainment", "'sla_records' needs an [sla] map"))
     if spec.sla_attainment == "goals" and spec.sla_goals is None:
@@ -119,6 +129,10 @@ def mapping_problems(spec: MappingSpec) -> list[tuple[str, str]]:
 
 
 HISTORY = "@history."
+RESPONSE_END = "@sla.response_end"
+"""``first_response_at = "@sla.response_end"``: an incident's first response is when its first
+completed response SLA cycle ended — for a source whose tickets do not record it (ServiceNow):
+the store fills it from the cycles it keeps, whenever they or the incident are written."""
 NO_VALUE = ""
 """A value map's "known, and no standard value": ``"Canceled" = ""`` in a change's
 close_code map says a cancelled change has no outcome, and check-mapping does not list it."""
@@ -137,7 +151,18 @@ def _check_kind(schema: KindSchema, kind_map: KindMap) -> list[tuple[str, str]]:
                 (f"{schema.name}.fields.{name}", f"not a canonical {schema.name} field")
             )
     for name, spec in kind_map.fields.items():
-        for path in [spec] if isinstance(spec, str) else spec:
+        paths = [spec] if isinstance(spec, str) else spec
+        if any(p.startswith("@sla.") for p in paths) and (
+            (schema.name, name) != ("incident", "first_response_at") or paths != [RESPONSE_END]
+        ):
+            problems.append(
+                (
+                    f"{schema.name}.fields.{name}",
+                    f"SLA facts are read only as incident first_response_at = {RESPONSE_END!r}, "
+                    "alone",
+                )
+            )
+        for path in paths:
             fact = path.removeprefix(HISTORY)
             if path.startswith(HISTORY) and fact not in FACTS:
                 problems.append(

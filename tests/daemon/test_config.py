@@ -137,6 +137,23 @@ def test_a_misspelt_history_fact_is_named_with_the_facts_there_are(tmp_path: Pat
     )
 
 
+def test_the_response_sla_fact_is_read_only_as_a_first_response_with_cycles(
+    tmp_path: Path,
+) -> None:
+    path = make(tmp_path)
+    mapping = tmp_path / "mappings" / "servicenow.toml"
+    shipped = mapping.read_text()
+    mapping.write_text(
+        shipped.replace('closed_at = "closed_at"', 'closed_at = "@sla.response_end"', 1)
+    )
+    assert any(
+        "incident.fields.closed_at" in line and "only as incident first_response_at" in line
+        for line in problems(path)
+    )
+    mapping.write_text(shipped.split("# -- task_sla")[0])  # no [sla] map to read it from
+    assert any("'@sla.response_end' needs an [sla] map" in line for line in problems(path))
+
+
 def test_check_config_succeeds_on_a_good_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,

@@ -91,7 +91,7 @@ def test_full_sync_stores_exactly_the_source_and_metrics_match_the_tickets(
     assert stored["I1"]["n"] == n
     assert stored["C1"]["value"] == pytest.approx(sla_pct)
     assert stored["C4"]["value"] == pytest.approx(reopen_pct)
-    assert stored["I1"]["mapping_version"] == "catalogue-2026.11;servicenow-default-2026.11"
+    assert stored["I1"]["mapping_version"] == "catalogue-2026.11;servicenow-default-2026.12"
 
 
 def test_resync_twice_leaves_identical_rows(setup: tuple[Config, sa.Engine]) -> None:

@@ -166,3 +166,53 @@ def test_sla_attainment_follows_the_mapping_choice(
 def _stored(engine: sa.Engine, metric: str) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r) for r in store.read_metric_values(conn, metrics=[metric])]
+
+
+def test_a_first_response_read_from_the_cycles_moves_with_them(
+    snow: RunningSandbox, synced: tuple[Config, sa.Engine]
+) -> None:
+    """ServiceNow's first response is the end of the first completed response cycle: when a
+    sync moves that end to another week, the incident follows, and the stored I2 of the week
+    it left — one none of the incident's other moments falls in — and of the week it reached
+    are restated to what a computation from scratch gives."""
+    config, engine = synced
+    zone = config.zone
+
+    def local_week(text: str) -> str:
+        year, week, _ = datetime.fromisoformat(text + "+00:00").astimezone(zone).isocalendar()
+        return f"{year}-W{week:02d}"
+
+    targets = {d["sys_id"]: d["target"] for d in snow.instance.records("contract_sla")}
+    cycle = next(
+        c
+        for c in snow.instance.records("task_sla")
+        if targets[c["sla"]] == "response"
+        and c["stage"] == "completed"
+        and c["end_time"].startswith("2026-05-1")
+    )
+    # The incident's own moments in March: only its first response places it in May.
+    march = {"opened_at": "2026-03-02 08:00:00", "resolved_at": "2026-03-03 08:00:00"}
+    snow.instance.update("incident", cycle["task"], **march, closed_at="2026-03-06 08:00:00")
+    assert resync(engine, config, stream="incident").ok
+    left, reached = local_week(cycle["end_time"]), "2026-W24"  # 10 June
+    stored = canonical(engine, "incident")[cycle["task"]]["first_response_at"]
+    assert stored == datetime.fromisoformat(cycle["end_time"] + "+00:00")
+    snow.instance.update("task_sla", cycle["sys_id"], end_time="2026-06-10 09:30:00")
+    assert resync(engine, config, stream="task_sla").ok
+
+    moved = canonical(engine, "incident")[cycle["task"]]["first_response_at"]
+    assert moved == datetime(2026, 6, 10, 9, 30, tzinfo=UTC)
+    weeks = [parse_period(week, zone) for week in (left, reached)]
+    with engine.connect() as conn:
+        fresh = {
+            v.period.label: v.value
+            for v in compute(conn, config, {"I2": weeks})
+            if v.dimension == "all"
+        }
+    kept = {
+        row["period"]: row["value"]
+        for row in _stored(engine, "I2")
+        if row["grain"] == "week" and row["dimension"] == "all"
+    }
+    for week in (left, reached):
+        assert kept.get(week) == pytest.approx(fresh[week]), week

@@ -29,7 +29,7 @@ def test_codes_keep_original_and_standard_values(translator: Translator) -> None
     assert (record["state"], record["state_original"]) == ("resolved", "6")
     assert (record["priority"], record["priority_original"]) == ("P1", "1")
     assert record["contact_type"] == "self_service"
-    assert record["mapping_version"] == "servicenow-default-2026.11"
+    assert record["mapping_version"] == "servicenow-default-2026.12"
     assert (record["source"], record["source_id"], record["updated_at"]) == ("acme", "abc", UPDATED)
 
 
