@@ -3,7 +3,9 @@
 Grouping a million incidents' two million cycles took most of the SLA metrics'
 time (on PostgreSQL 3 of C1's 3.5 s at a million incidents). So every write of
 incidents or cycles — a sync page, a census deletion, ``itbsc recompute`` —
-refreshes the summary of the incidents it touched, in the same transaction.
+refreshes the summary of the incidents it touched, in the same transaction —
+and, for a source whose mapping reads it so, their first response (the end of
+the first completed response cycle).
 The per-record path (``daemon.derive``) still reads the cycles themselves, and
 the tests hold the two equal.
 """

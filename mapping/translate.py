@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -295,6 +296,7 @@ def _link_and_label_facts(
     return facts
 
 
+@functools.cache
 def link_fact(name: str) -> tuple[str, frozenset[str]]:
     """``@link.is caused by/Problem|[System] Problem`` -> ("is caused by", {"problem",
     "[system] problem"}); no types: any linked issue. Compared case-insensitively."""
