@@ -13,6 +13,7 @@ the tests hold the two equal.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, case, func, or_, select, update
@@ -60,22 +61,37 @@ def response_end(incidents: Table) -> Any:
 
 def refresh(
     conn: Connection, source: str, incident_ids: Iterable[str], *, first_response: bool = False
-) -> None:
+) -> list[datetime]:
     """Recompute the summary of these incidents of ``source`` from their stored cycles (and,
-    with ``first_response``, their first response)."""
+    with ``first_response``, their first response). Returns the first responses it set, so
+    the caller restates where they fall without reading them back (one query a page less)."""
     incidents = CANONICAL_TABLES["incident"]
     ids = sorted(set(incident_ids))
     values = {column: breach(sla_type, incidents) for column, sla_type in SUMMARIES.items()}
     if first_response:
         values["first_response_at"] = response_end(incidents)
+    returning = first_response and conn.dialect.update_returning
+    responses: list[datetime] = []
     for start in range(0, len(ids), CHUNK):
-        conn.execute(
+        chunk = ids[start : start + CHUNK]
+        statement = (
             update(incidents)
-            .where(
-                incidents.c.source == source, incidents.c.source_id.in_(ids[start : start + CHUNK])
-            )
+            .where(incidents.c.source == source, incidents.c.source_id.in_(chunk))
             .values(values)
         )
+        if returning:
+            statement = statement.returning(incidents.c.first_response_at)
+            responses.extend(m for (m,) in conn.execute(statement) if m is not None)
+            continue
+        conn.execute(statement)
+        if first_response:  # a database that cannot return what it updated: read it back
+            found = select(incidents.c.first_response_at).where(
+                incidents.c.source == source,
+                incidents.c.source_id.in_(chunk),
+                incidents.c.first_response_at.is_not(None),
+            )
+            responses.extend(conn.execute(found).scalars())
+    return responses
 
 
 def refresh_all(conn: Connection) -> None:

@@ -275,10 +275,8 @@ class StreamWriter:
             old = store.existing_values(conn, incidents, self.source, sorted(untouched), responses)
             self.affected.add_rows("incident", old)
         if every:
-            sla_summary.refresh(conn, self.source, every, first_response=bool(responses))
-        if responses and every:
-            new = store.existing_values(conn, incidents, self.source, sorted(every), responses)
-            self.affected.add_rows("incident", new)
+            moved = sla_summary.refresh(conn, self.source, every, first_response=bool(responses))
+            self.affected.add_rows("incident", [{"first_response_at": m} for m in moved])
         if self.sla_decides_incidents and tasks:
             columns = self.affected.cohort_columns("incident")
             found = store.existing_values(conn, incidents, self.source, sorted(tasks), columns)

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from daemon import aggregate, store
+from daemon import aggregate, sla_summary, store
 from daemon.census import census
 from daemon.compute import compute
 from daemon.models import CANONICAL_TABLES
@@ -151,3 +151,40 @@ def test_upgrading_a_store_fills_the_summary_from_the_cycles_it_holds(
         command.downgrade(alembic, "20261128_0008")
         command.upgrade(alembic, "head")
     assert sla_cycles.stored(engine) == before == sla_cycles.expected(engine)
+
+
+@pytest.mark.parametrize("returning", [True, False])
+def test_first_responses_are_the_first_completed_response_ends(
+    synced: tuple[Config, sa.Engine], monkeypatch: pytest.MonkeyPatch, returning: bool
+) -> None:
+    """ServiceNow's incidents take their first response from their cycles: the earliest end
+    of a live, completed response cycle — set by a sync, and set again, and reported to the
+    caller for restating, whether the database returns what it updated or not."""
+    _, engine = synced
+    incidents, sla = CANONICAL_TABLES["incident"], CANONICAL_TABLES["sla"]
+    ends: dict[str, object] = {}
+    with engine.connect() as conn:
+        cycles = conn.execute(
+            sa.select(sla.c.task, sla.c.end_time).where(
+                sla.c.sla_type == "response",
+                sla.c.stage == "completed",
+                sla.c.deleted_at.is_(None),
+                sla.c.end_time.is_not(None),
+            )
+        ).all()
+        for task, end in cycles:
+            ends[task] = min(end, ends.get(task, end))  # type: ignore[type-var]
+        stored = dict(
+            conn.execute(sa.select(incidents.c.source_id, incidents.c.first_response_at)).all()
+        )
+    assert len(ends) > 100 and stored == {i: ends.get(i) for i in stored}  # the sync set them
+
+    monkeypatch.setattr(engine.dialect, "update_returning", returning)
+    with engine.begin() as conn:
+        conn.execute(sa.update(incidents).values(first_response_at=None))
+        moved = sla_summary.refresh(conn, "snow", sorted(stored), first_response=True)
+        again = dict(
+            conn.execute(sa.select(incidents.c.source_id, incidents.c.first_response_at)).all()
+        )
+    assert again == stored
+    assert sorted(moved) == sorted(v for v in stored.values() if v is not None)  # type: ignore[type-var]
